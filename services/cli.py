@@ -1,0 +1,32 @@
+"""``jupyterhub-sidecars <service> …``: one entry point for every service."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from services.walltime import main as walltime
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jupyterhub-sidecars",
+        description="Sidecar services for JupyterHub. Every setting is also an environment "
+                    "variable; flags win.")
+    commands = parser.add_subparsers(dest="service", required=True, metavar="SERVICE")
+    walltime_parser = commands.add_parser(
+        "walltime", help="count down a server's walltime and stop it at the end",
+        description="Count down a server's time limit and stop it through the hub API.")
+    walltime.add_arguments(walltime_parser)
+    walltime_parser.set_defaults(run=walltime.main)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""``make demo``: the whole suite on one machine with its embedded defaults."""

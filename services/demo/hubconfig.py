@@ -1,0 +1,93 @@
+"""JupyterHub configuration for one machine: the demo and the tests share it.
+
+Real JupyterHub, real configurable-http-proxy, the production hooks, and the local spawner
+that runs the sidecars as processes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from services.hub.hooks import install
+from services.hub.local_spawner import LocalSidecarSpawner
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+DEMO_PROFILES: list[dict[str, Any]] = [
+    {"display_name": "Quick look", "slug": "quick", "walltime": "2m",
+     "description": "Two minutes: watch the countdown and the stop."},
+    {"display_name": "Short session", "slug": "short", "walltime": "30m", "default": True,
+     "description": "Half an hour of analysis."},
+    {"display_name": "Long session", "slug": "long", "walltime": "12h",
+     "description": "A working day."},
+]
+
+
+def proxy_command() -> str:
+    """configurable-http-proxy from PATH, else the repository's node_modules."""
+    found = shutil.which("configurable-http-proxy")
+    local = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+    if found:
+        return found
+    if local.exists():
+        return str(local)
+    raise SystemExit("configurable-http-proxy not found: run `make setup` (npm ci) first")
+
+
+def configure(
+    c: Any,
+    *,
+    state_dir: Path,
+    port: int = 8000,
+    hub_port: int = 8081,
+    proxy_api_port: int = 8001,
+    profiles: list[dict[str, Any]] | None = None,
+    backstop: dict[str, str] | None = None,
+    services: list[dict[str, Any]] | None = None,
+    roles: list[dict[str, Any]] | None = None,
+) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    c.JupyterHub.ip = "127.0.0.1"
+    c.JupyterHub.port = port
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = hub_port
+    c.JupyterHub.db_url = f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(state_dir / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(state_dir / "jupyterhub.pid")
+    c.ConfigurableHTTPProxy.command = [proxy_command()]
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{proxy_api_port}"
+    c.ConfigurableHTTPProxy.pid_file = str(state_dir / "proxy.pid")
+    c.JupyterHub.authenticator_class = "dummy"
+    c.Authenticator.allow_all = True
+    c.JupyterHub.allow_named_servers = True
+    # Servers (and their sidecars) outlive a hub restart, as pods do on Kubernetes.
+    c.JupyterHub.cleanup_servers = False
+    c.JupyterHub.spawner_class = LocalSidecarSpawner
+    c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
+    c.Spawner.default_url = "/lab"
+    c.Spawner.http_timeout = 60
+    c.LocalProcessSpawner.interrupt_timeout = 5
+    c.LocalProcessSpawner.term_timeout = 3
+    c.LocalSidecarSpawner.home_dir_template = str(state_dir / "home" / "{username}")
+    c.LocalSidecarSpawner.profile_list = profiles if profiles is not None else DEMO_PROFILES
+    c.Sidecars.walltime_default = "8h"
+    install(c)
+
+    all_services = list(services or [])
+    all_roles = list(roles or [])
+    if backstop is not None:
+        all_services.append({
+            "name": "walltime-backstop",
+            "command": [sys.executable, "-m", "services", "walltime", "--all-servers"],
+            "environment": backstop,
+        })
+        all_roles.append({
+            "name": "walltime-backstop",
+            "scopes": ["list:users", "read:servers", "delete:servers"],
+            "services": ["walltime-backstop"],
+        })
+    c.JupyterHub.services = all_services
+    c.JupyterHub.load_roles = all_roles

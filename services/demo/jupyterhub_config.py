@@ -1,0 +1,18 @@
+"""The demo's JupyterHub config (``jupyterhub -f``); paths and ports come from the launcher."""
+
+import os
+from pathlib import Path
+
+from services.demo.hubconfig import configure
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821 - provided by JupyterHub
+
+configure(
+    c,
+    state_dir=Path(os.environ["SIDECARS_DEMO_DIR"]),
+    port=int(os.environ.get("SIDECARS_DEMO_PORT", "8000")),
+    hub_port=int(os.environ.get("SIDECARS_DEMO_HUB_PORT", "8081")),
+    proxy_api_port=int(os.environ.get("SIDECARS_DEMO_PROXY_API_PORT", "8001")),
+    backstop={"WALLTIME_INTERVAL": "30s", "WALLTIME_GRACE": "30s",
+              "WALLTIME_PORT": os.environ.get("SIDECARS_DEMO_BACKSTOP_PORT", "8766")},
+)

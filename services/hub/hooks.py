@@ -1,0 +1,174 @@
+"""Hub hooks: decide each server's sidecars, mint their least-privilege tokens, revoke them.
+
+Wire them into Zero to JupyterHub with one ``hub.extraConfig`` snippet::
+
+    from services.hub.hooks import install
+    install(c)
+
+and configure them under ``hub.config.Sidecars`` (see the README's configuration reference).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from traitlets import Dict, Integer, Unicode
+from traitlets.config import Configurable
+
+from services.hub.plan import ContainerSettings, Sidecar, SidecarPlan, apply_to_pod
+from services.hub.profiles import chosen_profile, profiles_of, walltime_of
+from services.runtime.durations import parse_duration, parse_duration_list
+from services.walltime.countdown import USER_OPTIONS_KEY
+from services.walltime.settings import DEFAULT_PORT
+
+log = logging.getLogger("sidecars.hooks")
+
+PLAN_ATTRIBUTE = "sidecar_plan"
+TOKEN_NOTE_PREFIX = "jupyterhub-sidecars"
+
+
+class Sidecars(Configurable):  # type: ignore[misc]
+    """``c.Sidecars.*``: how the hooks equip each server."""
+
+    walltime_default = Unicode(
+        "", config=True,
+        help="Walltime for servers whose profile sets none (90s, 30m, 12h, 1d); empty = no limit.")
+    walltime_warn = Unicode(
+        "10m,1m", config=True, help="Warn the user this long before the end (comma-separated).")
+    walltime_token_margin = Unicode(
+        "10m", config=True,
+        help="The walltime token expires this long after the limit (covers slow stops).")
+    walltime_port = Integer(
+        DEFAULT_PORT, config=True, help="Pod-local port of the walltime sidecar.")
+    image = Unicode(
+        "ghcr.io/jupyterhub-sidecars/sidecars:0.1.0", config=True,
+        help="Image of the sidecar containers (KubeSpawner only).")
+    image_pull_policy = Unicode("IfNotPresent", config=True, help="imagePullPolicy of sidecars.")
+    run_as_user = Integer(65534, config=True, help="UID the sidecar containers run as.")
+    resources = Dict(
+        {"requests": {"cpu": "5m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
+        config=True, help="Kubernetes resources of each sidecar container.")
+
+    def container_settings(self) -> ContainerSettings:
+        return ContainerSettings(self.image, self.image_pull_policy, dict(self.resources),
+                                 self.run_as_user)
+
+
+def token_note(service: str, user: str, server_name: str) -> str:
+    """Marks a minted token so the stop hook (even after a hub restart) finds and revokes it."""
+    return f"{TOKEN_NOTE_PREFIX} {service} for {user}/{server_name}"
+
+
+def walltime_scopes(user: str, server_name: str) -> list[str]:
+    """Exactly what the walltime sidecar needs: see and stop this one server."""
+    target = f"server={user}/{server_name}"
+    return [f"read:servers!{target}", f"delete:servers!{target}"]
+
+
+async def pre_spawn_hook(spawner: Any) -> None:
+    """Plan the sidecars of the server about to start (``Spawner.pre_spawn_hook``)."""
+    config = Sidecars(parent=spawner)
+    user, server_name = spawner.user.name, spawner.name
+    plan = SidecarPlan()
+    profile = chosen_profile(await profiles_of(spawner), spawner.user_options or {})
+    limit = walltime_of(profile, config.walltime_default or None)
+    revoke_tokens(spawner, "walltime")
+    if limit is not None:
+        _record_walltime(spawner, limit)
+        token = spawner.user.new_api_token(
+            note=token_note("walltime", user, server_name),
+            scopes=walltime_scopes(user, server_name),
+            expires_in=int(limit + parse_duration(config.walltime_token_margin)),
+        )
+        port = _port_for(spawner, config.walltime_port)
+        plan.sidecars.append(Sidecar(
+            name="walltime",
+            args=["walltime"],
+            port=port,
+            env={
+                "JUPYTERHUB_API_URL": spawner.hub.api_url,
+                "JUPYTERHUB_USER": user,
+                "JUPYTERHUB_SERVER_NAME": server_name,
+                "WALLTIME_API_TOKEN": token,
+                "WALLTIME_LIMIT": str(limit),
+                "WALLTIME_WARN": ",".join(str(w) for w in parse_duration_list(
+                    config.walltime_warn)),
+                "WALLTIME_PORT": str(port),
+            },
+        ))
+        plan.notebook_env["JUPYTERHUB_SIDECARS_WALLTIME_URL"] = f"http://127.0.0.1:{port}"
+        log.info("walltime %ss for %s/%s", limit, user, server_name)
+    setattr(spawner, PLAN_ATTRIBUTE, plan)
+
+
+def post_stop_hook(spawner: Any) -> None:
+    """Revoke every token minted for this server (``Spawner.post_stop_hook``)."""
+    revoke_tokens(spawner, "walltime")
+
+
+def modify_pod_hook(spawner: Any, pod: Any) -> Any:
+    """Add the planned sidecars to the pod (``KubeSpawner.modify_pod_hook``)."""
+    plan = getattr(spawner, PLAN_ATTRIBUTE, None)
+    if plan is None:
+        return pod
+    return apply_to_pod(plan, pod, Sidecars(parent=spawner).container_settings())
+
+
+def revoke_tokens(spawner: Any, service: str) -> int:
+    note = token_note(service, spawner.user.name, spawner.name)
+    orm_user = spawner.user.orm_user
+    stale = [t for t in orm_user.api_tokens if t.note == note]
+    for token in stale:
+        spawner.user.db.delete(token)
+    if stale:
+        spawner.user.db.commit()
+        log.info("revoked %d %s token(s) of %s/%s", len(stale), service, spawner.user.name,
+                 spawner.name)
+    return len(stale)
+
+
+def _record_walltime(spawner: Any, limit: float) -> None:
+    """Keep the enforced limit in the server's user_options, where the backstop reads it.
+
+    Always overwritten here, so a value a user sends when starting a server has no effect.
+    """
+    options = {**(spawner.user_options or {}), USER_OPTIONS_KEY: limit}
+    spawner.user_options = options
+    spawner.orm_spawner.user_options = dict(options)
+    spawner.user.db.commit()
+
+
+def _port_for(spawner: Any, default: int) -> int:
+    allocate = getattr(spawner, "allocate_sidecar_port", None)
+    return int(allocate(default)) if allocate else default
+
+
+def _chain(first: Any, second: Any) -> Any:
+    """Run an operator's existing hook, then ours."""
+    if first is None:
+        return second
+
+    async def both(spawner: Any, *args: Any) -> Any:
+        result = first(spawner, *args)
+        if hasattr(result, "__await__"):
+            result = await result
+        if args:  # modify_pod_hook passes the pod along
+            args = (result if result is not None else args[0],)
+        second_result = second(spawner, *args)
+        if hasattr(second_result, "__await__"):
+            second_result = await second_result
+        return second_result
+
+    return both
+
+
+def install(c: Any) -> None:
+    """Install the hooks into a JupyterHub config object, keeping hooks already set there."""
+    for klass in ("Spawner", "KubeSpawner"):
+        section = c[klass]
+        if klass == "Spawner" or "pre_spawn_hook" in section:
+            section.pre_spawn_hook = _chain(section.get("pre_spawn_hook"), pre_spawn_hook)
+        if klass == "Spawner" or "post_stop_hook" in section:
+            section.post_stop_hook = _chain(section.get("post_stop_hook"), post_stop_hook)
+    c.KubeSpawner.modify_pod_hook = _chain(c.KubeSpawner.get("modify_pod_hook"), modify_pod_hook)

@@ -1,0 +1,154 @@
+"""The embedded default: sidecars as local processes beside a local notebook server.
+
+It runs the same hooks as production (the hooks build a plan; this spawner runs it), so the
+demo and the tests exercise the real JupyterHub flow without Kubernetes. Like JupyterHub's
+``SimpleLocalProcessSpawner`` it runs every server as the hub's own OS user: for one machine,
+never for production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import os
+import signal
+import sys
+from typing import Any
+
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+from jupyterhub.utils import random_port
+from traitlets import Float, List, default
+
+from services.hub.hooks import PLAN_ATTRIBUTE, Sidecars
+from services.hub.plan import Sidecar, SidecarPlan
+from services.hub.profiles import limits_summary, slug_of
+
+# Only these variables of the hub's environment reach a sidecar: never the hub's secrets.
+_PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
+
+
+class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
+    profile_list = List(
+        config=True,
+        help="KubeSpawner-style profiles ({display_name, slug, description, walltime, default}).")
+    sidecar_stop_timeout = Float(5.0, config=True,
+                                 help="Seconds a sidecar gets after SIGTERM before SIGKILL.")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sidecar_pids: dict[str, int] = {}
+        self._processes: list[asyncio.subprocess.Process] = []
+
+    @default("options_form")
+    def _profiles_form(self) -> str:
+        if not self.profile_list:
+            return ""
+        fallback = Sidecars(parent=self).walltime_default or None
+        rows = []
+        for index, profile in enumerate(self.profile_list):
+            slug = html.escape(slug_of(profile))
+            checked = "checked" if profile.get("default") or (
+                index == 0 and not any(p.get("default") for p in self.profile_list)) else ""
+            rows.append(
+                f'<label class="list-group-item"><input type="radio" name="profile" '
+                f'value="{slug}" {checked}> <strong>{html.escape(profile["display_name"])}'
+                f'</strong> <span class="text-muted">({limits_summary(profile, fallback)})'
+                f'</span><br><small>{html.escape(profile.get("description", ""))}</small>'
+                f"</label>")
+        return '<div class="list-group">' + "".join(rows) + "</div>"
+
+    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        return {"profile": formdata.get("profile", [""])[0]}
+
+    def allocate_sidecar_port(self, default: int) -> int:
+        """Pods each have their own loopback; local servers share one, so ports must differ."""
+        return int(random_port())
+
+    def get_args(self) -> list[str]:
+        args = list(super().get_args())
+        if os.geteuid() == 0 and "--allow-root" not in args:
+            args.append("--allow-root")  # the demo and CI run as root
+        return args
+
+    def get_env(self) -> dict[str, str]:
+        env = dict(super().get_env())
+        env.update(self._plan.notebook_env)
+        return env
+
+    @property
+    def _plan(self) -> SidecarPlan:
+        return getattr(self, PLAN_ATTRIBUTE, None) or SidecarPlan()
+
+    async def start(self) -> Any:
+        address = await super().start()
+        try:
+            for sidecar in self._plan.sidecars:
+                self.sidecar_pids[sidecar.name] = await self._start_sidecar(sidecar)
+        except Exception:
+            await self.stop(now=True)
+            raise
+        return address
+
+    async def _start_sidecar(self, sidecar: Sidecar) -> int:
+        env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+        env.update(sidecar.env)
+        # A new session: the sidecar outlives a hub restart, as a container outlives the hub.
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services", *sidecar.args,
+            env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True, cwd="/")
+        self._processes.append(process)
+        self.log.info("started sidecar %s (pid %s) for %s", sidecar.name, process.pid,
+                      self._log_name)
+        return process.pid
+
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now=now)
+        await asyncio.gather(*(self._stop_pid(pid) for pid in self.sidecar_pids.values()))
+        self.sidecar_pids = {}
+        self._processes = []
+
+    async def _stop_pid(self, pid: int) -> None:
+        for sig, wait in ((signal.SIGTERM, self.sidecar_stop_timeout), (signal.SIGKILL, 1.0)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            while loop.time() < deadline:
+                if not _alive(pid):
+                    return
+                await asyncio.sleep(0.05)
+
+    def get_state(self) -> dict[str, Any]:
+        state = dict(super().get_state())
+        if self.sidecar_pids:
+            state["sidecar_pids"] = dict(self.sidecar_pids)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.sidecar_pids = dict(state.get("sidecar_pids", {}))
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.sidecar_pids = {}
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs. asyncio's child watcher reaps our own children."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/stat") as stat:  # noqa: ASYNC230, PTH123 - procfs, no disk I/O
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    return False

@@ -1,0 +1,107 @@
+"""Settings from environment variables and flags, validated once at start.
+
+Each service declares a pydantic-settings model. Flags are generated from its fields, so the
+environment name, the flag and the docs never disagree. A bad value ends the process with one
+line that names the setting and exit status 2 (the convention of argparse and of most CLIs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, NoReturn, TypeVar
+
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings
+
+SETTINGS_ERROR_EXIT = 2
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names it."""
+
+
+def env_name(model: type[BaseSettings], field_name: str) -> str:
+    """The environment variable that sets ``field_name``."""
+    info = model.model_fields[field_name]
+    if isinstance(info.validation_alias, str):
+        return info.validation_alias
+    prefix = str(model.model_config.get("env_prefix", ""))
+    return f"{prefix}{field_name}".upper()
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, model: type[BaseSettings],
+                      skip: set[str] | None = None) -> None:
+    """One ``--flag`` per field; flags win over the environment."""
+    group = parser.add_argument_group(f"{model.__name__} (flag or environment variable)")
+    for name, info in model.model_fields.items():
+        if skip and name in skip:
+            continue
+        help_text = f"{info.description or ''} [env {env_name(model, name)}]"
+        if _is_bool(info):
+            group.add_argument(flag_name(name), dest=name, action="store_true", default=None,
+                               help=help_text)
+        else:
+            group.add_argument(flag_name(name), dest=name, default=None, metavar="VALUE",
+                               help=help_text)
+
+
+def _is_bool(info: FieldInfo) -> bool:
+    return info.annotation is bool
+
+
+def load_settings(model: type[S], args: argparse.Namespace | None = None) -> S:
+    """Build ``model`` from the environment, overridden by flags that were given."""
+    overrides: dict[str, Any] = {}
+    if args is not None:
+        for name in model.model_fields:
+            value = getattr(args, name, None)
+            if value is not None:
+                overrides[name] = value
+    try:
+        return model(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_error(model, exc, overrides)) from None
+
+
+def describe_error(model: type[BaseSettings], exc: ValidationError, flags: dict[str, Any]) -> str:
+    """The first problem, as one line an operator can act on."""
+    error = exc.errors()[0]
+    loc = [str(p) for p in error.get("loc", ())]
+    field = _field_for(model, loc[0]) if loc else None
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if field is None:
+        return message
+    name = flag_name(field) if field in flags else env_name(model, field)
+    if error.get("type") == "missing":
+        return f"{name} is required: {model.model_fields[field].description or ''}".rstrip(": ")
+    value = error.get("input")
+    shown = "" if value is None or isinstance(value, dict) else f"={value!r}"
+    if _is_secret(model, field):
+        shown = "=<hidden>"
+    return f"{name}{shown}: {message}"
+
+
+def _field_for(model: type[BaseSettings], loc: str) -> str | None:
+    if loc in model.model_fields:
+        return loc
+    for name in model.model_fields:
+        if env_name(model, name).lower() == loc.lower():
+            return name
+    return None
+
+
+def _is_secret(model: type[BaseSettings], field: str) -> bool:
+    return "token" in field or "secret" in field
+
+
+def exit_on_settings_error(service: str, error: SettingsError) -> NoReturn:
+    print(f"jupyterhub-sidecars {service}: {error}", file=sys.stderr)
+    raise SystemExit(SETTINGS_ERROR_EXIT)

@@ -1,0 +1,79 @@
+"""The web side every service has, and the process lifecycle around it.
+
+``run_service`` serves ``/healthz`` and ``/metrics`` (plus the service's own routes) on one
+port, runs the service's main coroutine, and stops both cleanly on SIGTERM/SIGINT: Kubernetes
+sends SIGTERM and waits ``terminationGracePeriodSeconds`` before killing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = logging.getLogger("sidecars.runtime")
+
+HealthCheck = Callable[[], bool]
+
+
+def make_app(registry: CollectorRegistry, healthy: HealthCheck | None = None) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok = healthy() if healthy else True
+        return web.json_response({"ok": ok}, status=200 if ok else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def run_service(
+    app: web.Application,
+    main: Callable[[], Awaitable[int]],
+    *,
+    host: str,
+    port: int,
+    shutdown_timeout: float = 5.0,
+) -> int:
+    """Serve ``app`` and run ``main`` until it returns or a stop signal arrives.
+
+    Returns ``main``'s exit status, or 0 after a signal (a requested stop is not an error).
+    """
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    log.info("listening", extra={"host": host, "port": port})
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    main_task = asyncio.create_task(main(), name="service-main")
+    stop_task = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        done, _ = await asyncio.wait({main_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if main_task in done:
+            return main_task.result()
+        log.info("stop signal received, shutting down")
+        main_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(main_task, shutdown_timeout)
+        return 0
+    finally:
+        stop_task.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()

@@ -1,0 +1,1 @@
+"""walltime: counts down a server's time limit and stops it through the hub's REST API."""

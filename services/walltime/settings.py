@@ -1,0 +1,86 @@
+"""Settings of the walltime sidecar and of the hub-wide backstop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from services.runtime.durations import parse_duration, parse_duration_list
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+DurationList = Annotated[tuple[float, ...], NoDecode, BeforeValidator(parse_duration_list)]
+
+DEFAULT_PORT = 8765
+
+
+def read_secret_file(path: Path) -> str:
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    if not value:
+        raise ValueError("the file is empty")
+    return value
+
+
+class _HubAccess(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WALLTIME_", extra="ignore",
+                                      populate_by_name=True)
+
+    api_url: str = Field(validation_alias="JUPYTERHUB_API_URL",
+                         description="JupyterHub REST API URL, e.g. http://hub:8081/hub/api")
+    api_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("WALLTIME_API_TOKEN", "JUPYTERHUB_API_TOKEN"),
+        description="hub API token (or give WALLTIME_API_TOKEN_FILE)")
+    api_token_file: Path | None = Field(
+        None, description="file holding the hub API token (a mounted Secret)")
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535,
+                      description="port for /status, /healthz and /metrics (127.0.0.1 only)")
+    host: str = Field("127.0.0.1", description="address to listen on; keep it pod-local")
+    log_level: str = Field("INFO", pattern=r"(?i)^(debug|info|warning|error)$",
+                           description="log level: debug, info, warning or error")
+
+    @model_validator(mode="after")
+    def _check_access(self) -> Self:
+        if not self.api_url.startswith(("http://", "https://")):
+            raise ValueError(f"JUPYTERHUB_API_URL={self.api_url!r} must be an http(s) URL")
+        if self.api_token_file is not None:
+            try:
+                self.api_token = SecretStr(read_secret_file(self.api_token_file))
+            except ValueError as exc:
+                raise ValueError(f"WALLTIME_API_TOKEN_FILE={str(self.api_token_file)!r}: "
+                                 f"{exc}") from None
+        if self.api_token is None:
+            raise ValueError("WALLTIME_API_TOKEN or WALLTIME_API_TOKEN_FILE is required")
+        return self
+
+    @property
+    def token(self) -> str:
+        assert self.api_token is not None
+        return self.api_token.get_secret_value()
+
+
+class SidecarSettings(_HubAccess):
+    """One server's countdown, running beside its notebook."""
+
+    user: str = Field(validation_alias="JUPYTERHUB_USER", min_length=1,
+                      description="owner of the server (set by the spawner)")
+    server_name: str = Field("", validation_alias="JUPYTERHUB_SERVER_NAME",
+                             description="server name; empty for the default server")
+    limit: Duration = Field(description="time limit of the session: 90s, 30m, 12h, 1d")
+    warn: DurationList = Field((600.0, 60.0),
+                               description="warn this long before the end: e.g. 10m,1m")
+
+
+class BackstopSettings(_HubAccess):
+    """Hub-wide enforcement for servers whose sidecar is gone."""
+
+    limit: Duration | None = Field(
+        None, description="limit for servers started without a recorded walltime; "
+                          "unset = leave them alone")
+    interval: Duration = Field(60.0, description="how often to list the running servers")
+    grace: Duration = Field(60.0, description="wait this long past a deadline before the "
+                                              "backstop stops a server itself")

@@ -1,0 +1,36 @@
+"""JupyterHub config of the integration tests: the demo's config with short profiles."""
+
+import os
+from pathlib import Path
+
+from services.demo.hubconfig import configure
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821
+
+TEST_PROFILES = [
+    {"display_name": "Fifteen seconds", "slug": "fifteen", "walltime": "15s"},
+    {"display_name": "Twenty seconds", "slug": "twenty", "walltime": "20s"},
+    {"display_name": "Ten seconds", "slug": "ten", "walltime": "10s"},
+    {"display_name": "Long", "slug": "long", "walltime": "12h", "default": True},
+    {"display_name": "Unlimited", "slug": "unlimited", "walltime": "none"},
+]
+
+backstop = None
+if os.environ.get("TEST_BACKSTOP_PORT"):
+    backstop = {"WALLTIME_INTERVAL": "2s", "WALLTIME_GRACE": "3s",
+                "WALLTIME_PORT": os.environ["TEST_BACKSTOP_PORT"]}
+
+configure(
+    c,
+    state_dir=Path(os.environ["TEST_HUB_STATE"]),
+    port=int(os.environ["TEST_HUB_PORT"]),
+    hub_port=int(os.environ["TEST_HUB_API_PORT"]),
+    proxy_api_port=int(os.environ["TEST_PROXY_API_PORT"]),
+    profiles=TEST_PROFILES,
+    backstop=backstop,
+    services=[{"name": "test-admin", "api_token": os.environ["TEST_ADMIN_TOKEN"]}],
+    roles=[{"name": "admin", "services": ["test-admin"]}],
+)
+c.Sidecars.walltime_warn = "10s,5s"
+c.Sidecars.walltime_token_margin = "1m"
+c.JupyterHub.log_level = "DEBUG" if os.environ.get("TEST_HUB_DEBUG") else "INFO"

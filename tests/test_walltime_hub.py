@@ -1,0 +1,187 @@
+"""walltime end to end against a real JupyterHub: limits, restarts, least privilege."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from datetime import datetime
+
+import httpx
+import pytest
+
+from services.hub.hooks import token_note, walltime_scopes
+from tests.hub import Hub, process_env, python
+
+pytestmark = pytest.mark.slow
+
+
+def started_at(model: dict) -> float:
+    return datetime.fromisoformat(model["started"].replace("Z", "+00:00")).timestamp()
+
+
+def sidecar_status(hub: Hub, user: str, name: str = "") -> dict:
+    env = process_env(hub.sidecar_pid(user, name))
+    return httpx.get(f"http://127.0.0.1:{env['WALLTIME_PORT']}/status", timeout=5).json()
+
+
+@pytest.mark.parametrize("server_name", ["", "analysis"], ids=["default", "named"])
+def test_server_is_stopped_at_its_limit(hub: Hub, server_name: str) -> None:
+    user = f"limit-{server_name or 'default'}"
+    model = hub.start_server(user, server_name, profile="fifteen")
+    status = sidecar_status(hub, user, server_name)
+    assert status["limit"] == 15
+    assert status["state"] in ("running", "warning")
+    assert status["user"] == user and status["server"] == server_name
+
+    stopped = hub.wait_stopped(user, server_name, timeout=40)
+
+    lifetime = stopped - started_at(model)
+    assert 15 <= lifetime <= 17, f"stopped {lifetime:.2f}s after start"
+    records = list(hub.log_records(message="server stop accepted", user=user))
+    assert len(records) == 1
+    assert records[0]["hub_requests"] == 2  # one read at start, one stop at the end
+    note = token_note("walltime", user, server_name)
+    tokens = hub.api("GET", f"/users/{user}/tokens").json()["api_tokens"]
+    assert [t for t in tokens if t["note"] == note] == []
+
+
+def test_restarted_sidecar_keeps_the_original_deadline(hub: Hub) -> None:
+    user = "restart"
+    model = hub.start_server(user, profile="twenty")
+    before = sidecar_status(hub, user)
+    pid = hub.sidecar_pid(user)
+    env = process_env(pid)
+    time.sleep(max(0.0, started_at(model) + 8 - time.time()))  # half-way
+
+    os.kill(pid, signal.SIGKILL)
+    replacement = subprocess.Popen([python(), "-m", "services", "walltime"], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        after = _wait_status(int(env["WALLTIME_PORT"]))
+        assert after["deadline"] == before["deadline"]
+        assert after["started"] == model["started"]
+        assert after["remaining"] < 13
+
+        stopped = hub.wait_stopped(user, timeout=40)
+        assert 20 <= stopped - started_at(model) <= 22
+        assert replacement.wait(10) == 0
+    finally:
+        if replacement.poll() is None:
+            replacement.kill()
+
+
+def _wait_status(port: int, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/status", timeout=2)
+            if response.status_code == 200:
+                return response.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("restarted sidecar did not report its status")
+
+
+def test_walltime_token_is_least_privilege_and_revoked_at_stop(hub: Hub) -> None:
+    user, other = "lp-alice", "lp-bob"
+    model = hub.start_server(user, profile="long")
+    hub.start_server(other, profile="long")
+    token = process_env(hub.sidecar_pid(user))["WALLTIME_API_TOKEN"]
+
+    # What the hub stored: exactly two scopes on one server, expiring after limit + margin.
+    stored = [t for t in hub.api("GET", f"/users/{user}/tokens").json()["api_tokens"]
+              if t["note"] == token_note("walltime", user, "")]
+    assert len(stored) == 1
+    # JupyterHub adds the owner's own name and groups to every token; nothing else is there.
+    identity = {f"read:users:name!user={user}", f"read:users:groups!user={user}"}
+    assert set(stored[0]["scopes"]) == set(walltime_scopes(user, "")) | identity
+    expires = datetime.fromisoformat(stored[0]["expires_at"].replace("Z", "+00:00"))
+    assert abs(expires.timestamp() - (started_at(model) + 12 * 3600 + 60)) < 30
+
+    def call(method: str, path: str, **kwargs) -> int:
+        return hub.api(method, path, token=token, **kwargs).status_code
+
+    # JupyterHub answers 404 where the token may not even see the resource, 403 where it
+    # sees it but lacks the action's scope. Either way, nothing happens.
+    refused = {
+        ("DELETE", f"/users/{other}/server"): 404,  # stop another user's server
+        ("GET", f"/users/{other}/server"): 404,  # read it
+        ("POST", f"/users/{user}/server"): 403,  # (re)start its own server
+        ("POST", f"/users/{user}/servers/extra"): 403,  # start a new named server
+        ("POST", f"/users/{other}/servers/extra"): 403,  # start one for another user
+        ("GET", f"/users/{other}"): 404,  # read another user
+        ("GET", "/users"): 403,  # list users
+        ("POST", f"/users/{user}/tokens"): 403,  # mint itself more tokens
+        ("GET", "/services"): 403,
+        ("POST", "/users/newcomer"): 403,  # create users
+    }
+    assert call("GET", f"/users/{user}/server") == 200
+    observed = {key: call(*key, json={}) if key[0] == "POST" else call(*key) for key in refused}
+    assert observed == refused
+    assert hub.server_model(other) is not None
+    assert hub.server_model(user, "extra") is None
+    assert hub.api("GET", "/users/newcomer").status_code == 404
+    # Its own user model: name, groups and this one server; never auth_state or other servers.
+    own = hub.api("GET", f"/users/{user}", token=token).json()
+    assert "auth_state" not in own
+    assert set(own["servers"]) == {""}
+
+    hub.api("DELETE", f"/users/{user}/server")
+    hub.wait_stopped(user)
+    assert call("GET", f"/users/{user}/server") == 403  # revoked
+    remaining = hub.api("GET", f"/users/{user}/tokens").json()["api_tokens"]
+    assert [t for t in remaining if t["note"] == token_note("walltime", user, "")] == []
+
+
+def test_hub_down_at_the_deadline_stops_the_server_once_back(own_hub: Hub) -> None:
+    user = "hubdown"
+    model = own_hub.start_server(user, profile="fifteen")
+    deadline = started_at(model) + 15
+    time.sleep(max(0.0, deadline - 2 - time.time()))
+    own_hub.stop()
+    time.sleep(max(0.0, deadline + 10 - time.time()))  # down at the deadline, 10 s past it
+
+    own_hub.start()
+    back = time.time()
+    stopped = own_hub.wait_stopped(user, timeout=30)
+    assert stopped - back < 6, f"stopped {stopped - back:.1f}s after the hub came back"
+    retries = list(own_hub.log_records(message="hub request failed, retrying"))
+    assert retries, "the sidecar should have retried while the hub was down"
+
+
+def test_backstop_stops_a_server_whose_sidecar_died(hub: Hub) -> None:
+    user = "backstop"
+    model = hub.start_server(user, profile="ten")
+    os.kill(hub.sidecar_pid(user), signal.SIGKILL)
+
+    stopped = hub.wait_stopped(user, timeout=40)
+
+    lifetime = stopped - started_at(model)
+    assert 10 + 3 <= lifetime <= 10 + 3 + 2 + 3, lifetime  # grace, interval, stop time
+    assert list(hub.log_records(message="backstop stopped an overdue server", user=user))
+
+
+def test_unlimited_profile_gets_no_walltime_sidecar(hub: Hub) -> None:
+    model = hub.start_server("unlimited", profile="unlimited")
+    assert "sidecar_pids" not in model["state"]
+    assert "walltime_seconds" not in model["user_options"]
+    hub.api("DELETE", "/users/unlimited/server")
+    hub.wait_stopped("unlimited")
+
+
+def test_a_walltime_sent_by_the_user_is_overwritten(hub: Hub) -> None:
+    hub.api("POST", "/users/sneaky")
+    response = hub.api("POST", "/users/sneaky/server",
+                       json={"profile": "fifteen", "walltime_seconds": 999999})
+    assert response.status_code in (201, 202)
+    for _ in range(300):
+        model = hub.server_model("sneaky")
+        if model and model["ready"]:
+            break
+        time.sleep(0.1)
+    assert model is not None
+    assert model["user_options"]["walltime_seconds"] == 15
+    hub.wait_stopped("sneaky", timeout=40)
