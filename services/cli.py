@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from services.demo import main as demo
 from services.walltime import main as walltime
 
 
@@ -20,6 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Count down a server's time limit and stop it through the hub API.")
     walltime.add_arguments(walltime_parser)
     walltime_parser.set_defaults(run=walltime.main)
+    demo_parser = commands.add_parser(
+        "demo", help="run JupyterHub with the sidecars on this machine (make demo)",
+        description="Start a real JupyterHub on 127.0.0.1 with the local spawner and hooks.")
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(run=demo.main)
     return parser
 
 

@@ -128,6 +128,16 @@ class Hub:
             time.sleep(0.1)
         raise AssertionError(f"server {user}/{name} still running after {timeout}s")
 
+    def wait_stop_began(self, user: str, name: str = "", timeout: float = 60) -> float:
+        """Poll until the hub is stopping the server (or has stopped it); return that time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.server_model(user, name)
+            if model is None or model.get("pending") == "stop":
+                return time.time()
+            time.sleep(0.05)
+        raise AssertionError(f"server {user}/{name} not stopping after {timeout}s")
+
     def sidecar_pid(self, user: str, name: str = "") -> int:
         model = self.server_model(user, name)
         assert model is not None

@@ -35,10 +35,16 @@ def test_server_is_stopped_at_its_limit(hub: Hub, server_name: str) -> None:
     assert status["state"] in ("running", "warning")
     assert status["user"] == user and status["server"] == server_name
 
-    stopped = hub.wait_stopped(user, server_name, timeout=40)
+    stopping = hub.wait_stop_began(user, server_name, timeout=40)
+    stopped = hub.wait_stopped(user, server_name, timeout=20)
 
-    lifetime = stopped - started_at(model)
-    assert 15 <= lifetime <= 17, f"stopped {lifetime:.2f}s after start"
+    # The sidecar asks at the deadline; the hub then takes a second or two to stop the
+    # notebook process (jupyter_server shutdown), more on a loaded 2-core CI machine.
+    assert 15 <= stopping - started_at(model) <= 17, f"stop began {stopping - started_at(model)}"
+    assert stopped - started_at(model) <= 20
+    [asked] = hub.log_records(message="walltime reached, stopping the server", user=user)
+    asked_at = datetime.fromisoformat(asked["time"]).timestamp() - started_at(model)
+    assert 15 <= asked_at <= 15.5, asked_at
     records = list(hub.log_records(message="server stop accepted", user=user))
     assert len(records) == 1
     assert records[0]["hub_requests"] == 2  # one read at start, one stop at the end
@@ -64,8 +70,9 @@ def test_restarted_sidecar_keeps_the_original_deadline(hub: Hub) -> None:
         assert after["started"] == model["started"]
         assert after["remaining"] < 13
 
-        stopped = hub.wait_stopped(user, timeout=40)
-        assert 20 <= stopped - started_at(model) <= 22
+        stopping = hub.wait_stop_began(user, timeout=40)
+        assert 20 <= stopping - started_at(model) <= 22
+        hub.wait_stopped(user, timeout=20)
         assert replacement.wait(10) == 0
     finally:
         if replacement.poll() is None:
@@ -146,8 +153,10 @@ def test_hub_down_at_the_deadline_stops_the_server_once_back(own_hub: Hub) -> No
 
     own_hub.start()
     back = time.time()
-    stopped = own_hub.wait_stopped(user, timeout=30)
-    assert stopped - back < 6, f"stopped {stopped - back:.1f}s after the hub came back"
+    stopping = own_hub.wait_stop_began(user, timeout=30)
+    # the sidecar retries every 1.5-3 s (backoff cap 3 s with jitter)
+    assert stopping - back < 5, f"stop began {stopping - back:.1f}s after the hub came back"
+    own_hub.wait_stopped(user, timeout=20)
     retries = list(own_hub.log_records(message="hub request failed, retrying"))
     assert retries, "the sidecar should have retried while the hub was down"
 
@@ -157,10 +166,11 @@ def test_backstop_stops_a_server_whose_sidecar_died(hub: Hub) -> None:
     model = hub.start_server(user, profile="ten")
     os.kill(hub.sidecar_pid(user), signal.SIGKILL)
 
-    stopped = hub.wait_stopped(user, timeout=40)
+    stopping = hub.wait_stop_began(user, timeout=40)
 
-    lifetime = stopped - started_at(model)
-    assert 10 + 3 <= lifetime <= 10 + 3 + 2 + 3, lifetime  # grace, interval, stop time
+    overdue = stopping - started_at(model) - 10
+    assert 3 <= overdue <= 3 + 2 + 2, overdue  # grace 3 s, then within one 2 s interval
+    hub.wait_stopped(user, timeout=20)
     assert list(hub.log_records(message="backstop stopped an overdue server", user=user))
 
 
@@ -185,3 +195,34 @@ def test_a_walltime_sent_by_the_user_is_overwritten(hub: Hub) -> None:
     assert model is not None
     assert model["user_options"]["walltime_seconds"] == 15
     hub.wait_stopped("sneaky", timeout=40)
+
+
+async def test_hub_client_against_the_real_hub(hub: Hub) -> None:
+    from services.hub.client import HubAuthError, HubClient, StopOutcome
+
+    hub.start_server("client-a", profile="long")
+    hub.start_server("client-b", "named", profile="long")
+    async with HubClient(hub.api_url, hub.token) as client:
+        model = await client.get_server("client-a")
+        assert model is not None and model.ready and model.started is not None
+        assert model.user_options["profile"] == "long"
+        assert await client.get_server("client-a", "nope") is None
+        assert await client.get_server("nobody") is None
+
+        active = [(s.user, s.name) async for s in client.active_servers(page_size=1)]
+        assert {("client-a", ""), ("client-b", "named")} <= set(active)
+        assert len(active) == len(set(active))
+
+        assert await client.stop_server("client-a", "nope") is StopOutcome.NOT_FOUND
+        assert await client.stop_server("client-b", "named") in (StopOutcome.STOPPED,
+                                                                 StopOutcome.PENDING)
+        assert await client.stop_server("client-a") in (StopOutcome.STOPPED,
+                                                         StopOutcome.PENDING)
+    hub.wait_stopped("client-a")
+    hub.wait_stopped("client-b", "named")
+    # stopping a stopped default server is harmless
+    async with HubClient(hub.api_url, hub.token) as client:
+        assert await client.stop_server("client-a") is StopOutcome.STOPPED
+    async with HubClient(hub.api_url, "not-a-token") as client:
+        with pytest.raises(HubAuthError, match=r"\(403\)"):
+            await client.get_server("client-a")

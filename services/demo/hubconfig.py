@@ -48,6 +48,7 @@ def configure(
     backstop: dict[str, str] | None = None,
     services: list[dict[str, Any]] | None = None,
     roles: list[dict[str, Any]] | None = None,
+    cleanup_servers: bool = False,
 ) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     c.JupyterHub.ip = "127.0.0.1"
@@ -63,8 +64,8 @@ def configure(
     c.JupyterHub.authenticator_class = "dummy"
     c.Authenticator.allow_all = True
     c.JupyterHub.allow_named_servers = True
-    # Servers (and their sidecars) outlive a hub restart, as pods do on Kubernetes.
-    c.JupyterHub.cleanup_servers = False
+    # False: servers (and their sidecars) outlive a hub restart, as pods do on Kubernetes.
+    c.JupyterHub.cleanup_servers = cleanup_servers
     c.JupyterHub.spawner_class = LocalSidecarSpawner
     c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
     c.Spawner.default_url = "/lab"

@@ -15,4 +15,5 @@ configure(
     proxy_api_port=int(os.environ.get("SIDECARS_DEMO_PROXY_API_PORT", "8001")),
     backstop={"WALLTIME_INTERVAL": "30s", "WALLTIME_GRACE": "30s",
               "WALLTIME_PORT": os.environ.get("SIDECARS_DEMO_BACKSTOP_PORT", "8766")},
+    cleanup_servers=True,  # Ctrl-C on the demo leaves no process behind
 )

@@ -25,10 +25,10 @@ from services.walltime.settings import DEFAULT_PORT
 log = logging.getLogger("sidecars.hooks")
 
 PLAN_ATTRIBUTE = "sidecar_plan"
-TOKEN_NOTE_PREFIX = "jupyterhub-sidecars"
+TOKEN_NOTE_PREFIX = "jupyterhub-sidecars"  # noqa: S105 - a label, not a secret
 
 
-class Sidecars(Configurable):  # type: ignore[misc]
+class Sidecars(Configurable):
     """``c.Sidecars.*``: how the hooks equip each server."""
 
     walltime_default = Unicode(
@@ -66,6 +66,26 @@ def walltime_scopes(user: str, server_name: str) -> list[str]:
     return [f"read:servers!{target}", f"delete:servers!{target}"]
 
 
+def add_walltime(plan: SidecarPlan, *, api_url: str, user: str, server_name: str,
+                 limit: float, warn: str, token: str, port: int) -> None:
+    """The walltime container: the token goes to it alone; the notebook learns its URL."""
+    plan.sidecars.append(Sidecar(
+        name="walltime",
+        args=["walltime"],
+        port=port,
+        env={
+            "JUPYTERHUB_API_URL": api_url,
+            "JUPYTERHUB_USER": user,
+            "JUPYTERHUB_SERVER_NAME": server_name,
+            "WALLTIME_API_TOKEN": token,
+            "WALLTIME_LIMIT": f"{limit:g}",
+            "WALLTIME_WARN": ",".join(f"{w:g}" for w in parse_duration_list(warn)),
+            "WALLTIME_PORT": str(port),
+        },
+    ))
+    plan.notebook_env["JUPYTERHUB_SIDECARS_WALLTIME_URL"] = f"http://127.0.0.1:{port}"
+
+
 async def pre_spawn_hook(spawner: Any) -> None:
     """Plan the sidecars of the server about to start (``Spawner.pre_spawn_hook``)."""
     config = Sidecars(parent=spawner)
@@ -81,23 +101,9 @@ async def pre_spawn_hook(spawner: Any) -> None:
             scopes=walltime_scopes(user, server_name),
             expires_in=int(limit + parse_duration(config.walltime_token_margin)),
         )
-        port = _port_for(spawner, config.walltime_port)
-        plan.sidecars.append(Sidecar(
-            name="walltime",
-            args=["walltime"],
-            port=port,
-            env={
-                "JUPYTERHUB_API_URL": spawner.hub.api_url,
-                "JUPYTERHUB_USER": user,
-                "JUPYTERHUB_SERVER_NAME": server_name,
-                "WALLTIME_API_TOKEN": token,
-                "WALLTIME_LIMIT": str(limit),
-                "WALLTIME_WARN": ",".join(str(w) for w in parse_duration_list(
-                    config.walltime_warn)),
-                "WALLTIME_PORT": str(port),
-            },
-        ))
-        plan.notebook_env["JUPYTERHUB_SIDECARS_WALLTIME_URL"] = f"http://127.0.0.1:{port}"
+        add_walltime(plan, api_url=spawner.hub.api_url, user=user, server_name=server_name,
+                     limit=limit, warn=config.walltime_warn, token=token,
+                     port=_port_for(spawner, config.walltime_port))
         log.info("walltime %ss for %s/%s", limit, user, server_name)
     setattr(spawner, PLAN_ATTRIBUTE, plan)
 

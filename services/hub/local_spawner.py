@@ -14,6 +14,7 @@ import html
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
@@ -29,7 +30,7 @@ _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
 
 
 class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
-    profile_list = List(
+    profile_list: List[dict[str, Any]] = List(
         config=True,
         help="KubeSpawner-style profiles ({display_name, slug, description, walltime, default}).")
     sidecar_stop_timeout = Float(5.0, config=True,
@@ -148,7 +149,8 @@ def _alive(pid: int) -> bool:
 
 
 def _is_zombie(pid: int) -> bool:
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/stat") as stat:  # noqa: ASYNC230, PTH123 - procfs, no disk I/O
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    """An exited child not yet reaped still answers kill(pid, 0); procfs tells (no disk I/O)."""
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] == "Z"
     return False

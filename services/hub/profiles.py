@@ -24,7 +24,12 @@ def slug_of(profile: Profile) -> str:
     """KubeSpawner's slug: the explicit ``slug``, else the display name slugified."""
     if profile.get("slug"):
         return str(profile["slug"])
-    return re.sub(r"[^a-z0-9]+", "-", str(profile.get("display_name", "")).lower()).strip("-")
+    name = str(profile.get("display_name", ""))
+    try:  # python-slugify, as KubeSpawner does, where it is installed
+        from slugify import slugify
+    except ImportError:
+        return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return str(slugify(name))
 
 
 async def profiles_of(spawner: Any) -> list[Profile]:
@@ -34,6 +39,8 @@ async def profiles_of(spawner: Any) -> list[Profile]:
         profiles = profiles(spawner)
         if inspect.isawaitable(profiles):
             profiles = await profiles
+    if isinstance(profiles, dict):  # Z2JH allows a dict; KubeSpawner sorts it by key
+        profiles = [profiles[key] for key in sorted(profiles)]
     return [dict(p) for p in (profiles or [])]
 
 
@@ -57,7 +64,7 @@ def walltime_of(profile: Profile | None, default: str | float | None) -> float |
     if value in (None, "", "none", "unlimited"):
         return None
     try:
-        return parse_duration(value)  # type: ignore[arg-type]
+        return parse_duration(value)
     except ValueError as exc:
         where = f"profile {slug_of(profile)!r}" if profile else "the default walltime"
         raise ProfileError(f"{where}: walltime {value!r}: {exc}") from None

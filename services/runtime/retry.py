@@ -21,7 +21,7 @@ class Backoff:
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
         ceiling = min(self.cap, self.base * 2 ** (retry - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+        return float(ceiling / 2 + random.uniform(0, ceiling / 2))  # noqa: S311 - jitter
 
     def allows(self, retry: int) -> bool:
         return self.attempts is None or retry < self.attempts

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -39,7 +40,7 @@ def make_app(registry: CollectorRegistry, healthy: HealthCheck | None = None) ->
 
 async def run_service(
     app: web.Application,
-    main: Callable[[], Awaitable[int]],
+    main: Callable[[], Coroutine[Any, Any, int]],
     *,
     host: str,
     port: int,
@@ -66,7 +67,7 @@ async def run_service(
     try:
         done, _ = await asyncio.wait({main_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         if main_task in done:
-            return main_task.result()
+            return int(main_task.result())
         log.info("stop signal received, shutting down")
         main_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):

@@ -1,0 +1,25 @@
+# The two commands of the README: `make demo` and `make test`. Both set themselves up.
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint unit clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(BIN)/jupyterhub-sidecars demo
+
+lint: setup
+	$(BIN)/ruff check services tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+# Everything but the slow integration tests, for a quick loop while editing.
+unit: setup
+	$(BIN)/pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) node_modules .demo .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Sets up everything `make demo` and `make test` need, installing only what is missing:
+# a Python >= 3.11 virtualenv with the package and its test/demo extras, Node.js for
+# JupyterHub's configurable-http-proxy (npm ci into ./node_modules).
+# With CI=true every missing tool is installed or the run fails; nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+apt_install() {
+  # Debian packages, installed only when missing, only where we may (root + apt).
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "need Debian packages: ${missing[*]} (no apt-get here)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  say "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
+
+# Python >= 3.11 with venv.
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found; install Python 3.11 or newer"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || die "Python 3.11 or newer is needed ($PYTHON is $("$PYTHON" -V 2>&1))"
+if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  apt_install python3-venv
+fi
+
+# The virtualenv, reinstalled when pyproject.toml changes.
+stamp=$VENV/.installed
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  say "installing Python packages (pip install -e '.[test,demo]')"
+  "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -m pip install -q -e '.[test,demo]' 2>&1 \
+    | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -c 'import services, jupyterhub, pytest' \
+    || die "Python packages did not install"
+  touch "$stamp"
+fi
+
+# Node.js + npm for configurable-http-proxy.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt_install nodejs npm
+fi
+if [ ! -x node_modules/.bin/configurable-http-proxy ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing configurable-http-proxy (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+fi
+[ -x node_modules/.bin/configurable-http-proxy ] || die "configurable-http-proxy did not install"
+say "ready"

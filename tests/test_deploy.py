@@ -1,0 +1,136 @@
+"""What an operator applies: Z2JH values against the chart's schema, hooks wiring, images."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from traitlets.config import Config
+
+from services.hub import hooks
+from services.hub.profiles import slug_of, walltime_of
+from services.runtime.settings import env_name
+from services.walltime.settings import BackstopSettings
+from tests.tools import REPO, require_tool
+
+VALUES = REPO / "deploy" / "jupyterhub" / "values.yaml"
+SCHEMAS = [REPO / "deploy" / "jupyterhub" / "z2jh-values.schema.yaml",
+           REPO.parent / "shared" / "schemas" / "z2jh-values.schema.yaml"]
+DOCKERFILES = sorted((REPO / "deploy" / "images").glob("*.Dockerfile"))
+
+
+@pytest.fixture(scope="module")
+def values() -> dict[str, Any]:
+    return dict(yaml.safe_load(VALUES.read_text()))
+
+
+def required_skeleton(schema: dict[str, Any]) -> Any:
+    """Minimal values for every *required* key, derived from the schema itself.
+
+    Helm validates the chart's defaults merged with the operator's values; the chart's
+    defaults are not here, so the schema's required keys stand in for them. Everything we
+    set is then checked strictly (the schema forbids unknown keys almost everywhere).
+    """
+    kinds = schema.get("type")
+    kind = kinds[0] if isinstance(kinds, list) else kinds
+    if "enum" in schema:
+        return next(v for v in schema["enum"] if v is not None)
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        return {key: required_skeleton(props.get(key, {})) for key in schema.get("required", [])}
+    return {"string": "x", "boolean": False, "array": [], "integer": 1, "number": 1}.get(
+        kind or "string", "x")
+
+
+def helm_merge(base: Any, override: Any) -> Any:
+    """Helm's values merge: maps merge key by key, anything else replaces."""
+    if not (isinstance(base, dict) and isinstance(override, dict)):
+        return override
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = helm_merge(base[key], value) if key in base else value
+    return merged
+
+
+def validate_values(values: dict[str, Any], schema: dict[str, Any]) -> None:
+    merged = helm_merge(required_skeleton(schema), values)
+    jsonschema.validators.validator_for(schema)(schema).validate(merged)
+
+
+@pytest.mark.parametrize("schema_path", [p for p in SCHEMAS if p.exists()],
+                         ids=lambda p: p.parent.name)
+def test_values_match_the_chart_schema(values: dict[str, Any], schema_path: Path) -> None:
+    validate_values(values, yaml.safe_load(schema_path.read_text()))
+
+
+@pytest.mark.parametrize("mistake", [
+    {"hub": {"config": {"sidecars": {}}}},  # config classes start with a capital
+    {"hub": {"extraConfig": "install(c)"}},  # a dict of snippets, not a string
+    {"singleuser": {"profileList": {"a": 1}}},  # a list
+    {"hub": {"image": {"tags": "1.0"}}},  # a misspelt key
+])
+def test_the_schema_check_catches_mistakes(values: dict[str, Any], mistake: dict) -> None:
+    schema = yaml.safe_load(SCHEMAS[0].read_text())
+    with pytest.raises(jsonschema.ValidationError):
+        validate_values(helm_merge(values, mistake), schema)
+
+
+def test_extra_config_installs_the_hooks(values: dict[str, Any]) -> None:
+    c = Config()
+    c.KubeSpawner.modify_pod_hook = lambda spawner, pod: pod  # an operator's own hook
+    for _, snippet in sorted(values["hub"]["extraConfig"].items()):
+        exec(compile(snippet, "extraConfig", "exec"), {"c": c})  # noqa: S102 - our own file
+    assert c.Spawner.pre_spawn_hook is hooks.pre_spawn_hook
+    assert c.Spawner.post_stop_hook is hooks.post_stop_hook
+    assert c.KubeSpawner.modify_pod_hook.__name__ == "both"  # chained, not replaced
+
+
+def test_hub_config_keys_are_real_settings(values: dict[str, Any]) -> None:
+    configured = values["hub"]["config"]["Sidecars"]
+    known = set(hooks.Sidecars.class_trait_names(config=True))
+    assert set(configured) <= known, set(configured) - known
+    sidecars = hooks.Sidecars(config=Config({"Sidecars": configured}))
+    assert sidecars.walltime_default == "8h"
+
+
+def test_profiles_have_valid_walltimes_and_unique_slugs(values: dict[str, Any]) -> None:
+    profiles = values["singleuser"]["profileList"]
+    slugs = [slug_of(p) for p in profiles]
+    assert len(set(slugs)) == len(slugs)
+    limits = {slug_of(p): walltime_of(p, values["hub"]["config"]["Sidecars"]["walltime_default"])
+              for p in profiles}
+    assert limits == {"a100-shared": 12 * 3600, "a100-10g-quick": 1800, "cpu-small": 8 * 3600}
+
+
+def test_backstop_service_is_least_privilege(values: dict[str, Any]) -> None:
+    service = values["hub"]["services"]["walltime-backstop"]
+    assert service["command"] == ["jupyterhub-sidecars", "walltime", "--all-servers"]
+    known_env = {env_name(BackstopSettings, f) for f in BackstopSettings.model_fields}
+    assert set(service["environment"]) <= known_env
+    role = values["hub"]["loadRoles"]["walltime-backstop"]
+    assert sorted(role["scopes"]) == ["delete:servers", "list:users", "read:servers"]
+    assert role["services"] == ["walltime-backstop"]
+    BackstopSettings(JUPYTERHUB_API_URL="http://hub:8081/hub/api", api_token="x",
+                     **{k.removeprefix("WALLTIME_").lower(): v
+                        for k, v in service["environment"].items()})
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfiles_pass_hadolint(dockerfile: Path) -> None:
+    hadolint = require_tool("hadolint")
+    result = subprocess.run([hadolint, "--no-color", str(dockerfile)], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
+    hadolint = require_tool("hadolint")
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install requests\n")
+    result = subprocess.run([hadolint, "--no-color", str(bad)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode != 0 and "DL3007" in result.stdout

@@ -1,0 +1,30 @@
+"""The configuration reference in the README covers every setting there is."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.hub.hooks import Sidecars
+from services.runtime.settings import env_name, flag_name
+from services.walltime.settings import BackstopSettings, SidecarSettings
+from tests.tools import REPO
+
+README = (REPO / "README.md").read_text()
+MODELS = [SidecarSettings, BackstopSettings]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_every_environment_variable_and_flag_is_documented(model: type) -> None:
+    for field in model.model_fields:
+        assert f"`{env_name(model, field)}`" in README, field
+        assert f"`{flag_name(field)}`" in README, field
+
+
+def test_every_hook_setting_is_documented() -> None:
+    for name in Sidecars.class_trait_names(config=True):
+        assert f"| `{name}` |" in README, name
+
+
+def test_the_readme_names_the_two_commands() -> None:
+    assert "make demo" in README and "make test" in README
+    assert "make test" in (REPO / ".ci" / "run").read_text()

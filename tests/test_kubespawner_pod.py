@@ -1,0 +1,90 @@
+"""The walltime container in a real KubeSpawner pod manifest, validated against Kubernetes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.config import kube_config
+from kubespawner import KubeSpawner
+from traitlets.config import Config
+
+from services.hub.hooks import PLAN_ATTRIBUTE, add_walltime, modify_pod_hook
+from services.hub.plan import SidecarPlan
+
+TOKEN = "0123456789abcdef0123456789abcdef"
+
+# KubeSpawner loads a kube config when created; this one points nowhere and is never used.
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: none, user: {token: none}}]
+contexts: [{name: none, context: {cluster: none, user: none, namespace: jhub}}]
+current-context: none
+"""
+
+
+@pytest.fixture(autouse=True)
+def kubeconfig(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path_factory.getbasetemp() / "kubeconfig"
+    path.write_text(KUBECONFIG)
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+
+
+async def manifest(**spawner_config: Any) -> dict[str, Any]:
+    config = Config({"KubeSpawner": spawner_config,
+                     "Sidecars": {"image": "example.org/sidecars:1.2.3"}})
+    spawner = KubeSpawner(_mock=True, config=config)
+    plan = SidecarPlan()
+    add_walltime(plan, api_url="http://hub:8081/hub/api", user="alice", server_name="gpu",
+                 limit=1800, warn="10m,1m", token=TOKEN, port=8765)
+    setattr(spawner, PLAN_ATTRIBUTE, plan)
+    pod = modify_pod_hook(spawner, await spawner.get_pod_manifest())
+    async with ApiClient() as api:
+        return dict(api.sanitize_for_serialization(pod))
+
+
+def containers(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in pod["spec"]["containers"]}
+
+
+@pytest.mark.parametrize("version", ["1.25", "1.30", "1.34"])
+async def test_pod_validates_against_kubernetes(version: str) -> None:
+    pod = await manifest()
+    kubernetes_validate.validate(pod, version, strict=True)
+
+
+async def test_walltime_container_is_locked_down_and_alone_with_the_token() -> None:
+    pod = await manifest()
+    walltime = containers(pod)["walltime"]
+    env = {e["name"]: e["value"] for e in walltime["env"]}
+    assert env == {
+        "JUPYTERHUB_API_URL": "http://hub:8081/hub/api", "JUPYTERHUB_USER": "alice",
+        "JUPYTERHUB_SERVER_NAME": "gpu", "WALLTIME_API_TOKEN": TOKEN, "WALLTIME_LIMIT": "1800",
+        "WALLTIME_WARN": "600,60", "WALLTIME_PORT": "8765",
+    }
+    assert walltime["image"] == "example.org/sidecars:1.2.3"
+    assert walltime["args"] == ["walltime"]
+    assert walltime["securityContext"] == {
+        "runAsNonRoot": True, "runAsUser": 65534, "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"}}
+    assert walltime["resources"]["limits"]["memory"] == "128Mi"
+
+    notebook = containers(pod)["notebook"]
+    assert TOKEN not in str(notebook)
+    notebook_env = {e["name"]: e.get("value") for e in notebook["env"]}
+    assert notebook_env["JUPYTERHUB_SIDECARS_WALLTIME_URL"] == "http://127.0.0.1:8765"
+
+
+async def test_a_profiles_extra_containers_do_not_drop_the_sidecar() -> None:
+    pod = await manifest(extra_containers=[{"name": "gpu-exporter", "image": "busybox:1"}])
+    assert set(containers(pod)) == {"notebook", "gpu-exporter", "walltime"}
+
+
+async def test_a_clashing_container_name_is_an_error() -> None:
+    with pytest.raises(ValueError, match="already has a container named 'walltime'"):
+        await manifest(extra_containers=[{"name": "walltime", "image": "busybox:1"}])
