@@ -69,3 +69,26 @@ def test_walltime_plan_gives_the_token_to_the_sidecar_only() -> None:
     assert sidecar.env["WALLTIME_WARN"] == "60,10"
     assert plan.notebook_env == {"JUPYTERHUB_SIDECARS_WALLTIME_URL": "http://127.0.0.1:4321"}
     assert "TOKEN" not in str(plan.notebook_env)
+
+
+def test_recorded_walltime_is_overwritten_and_removed_for_no_limit() -> None:
+    class Db:
+        commits = 0
+
+        def commit(self) -> None:
+            self.commits += 1
+
+    class Spawner:
+        def __init__(self) -> None:
+            self.user_options = {"profile": "quick", "walltime_seconds": 999999}
+            self.orm_spawner = type("Orm", (), {"user_options": dict(self.user_options)})()
+            self.user = type("User", (), {"db": Db()})()
+
+    spawner = Spawner()
+    hooks.record_walltime(spawner, 120.0)
+    assert spawner.user_options == {"profile": "quick", "walltime_seconds": 120.0}
+    assert spawner.orm_spawner.user_options == spawner.user_options
+    hooks.record_walltime(spawner, None)  # restarted with an unlimited profile
+    assert spawner.user_options == {"profile": "quick"}
+    assert spawner.orm_spawner.user_options == {"profile": "quick"}
+    assert spawner.user.db.commits == 2

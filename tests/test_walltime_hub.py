@@ -226,3 +226,30 @@ async def test_hub_client_against_the_real_hub(hub: Hub) -> None:
     async with HubClient(hub.api_url, "not-a-token") as client:
         with pytest.raises(HubAuthError, match=r"\(403\)"):
             await client.get_server("client-a")
+
+
+def test_a_user_picks_a_profile_on_the_spawn_page_and_gets_its_walltime(hub: Hub) -> None:
+    """The demo's path: log in through the form, see the limits, pick a profile, start."""
+    import re
+
+    base = f"http://127.0.0.1:{hub.port}"
+    with httpx.Client(base_url=base, follow_redirects=True, timeout=30) as browser:
+        login = browser.get("/hub/login")
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', login.text)
+        assert xsrf, login.text[:500]
+        browser.post("/hub/login", data={"username": "webuser", "password": "x",
+                                         "_xsrf": xsrf.group(1)})
+        form = browser.get("/hub/spawn")
+        assert "Ten seconds" in form.text and "(time limit 10s)" in form.text
+        assert "(no time limit)" in form.text and "(time limit 12h)" in form.text
+        action = re.search(r'id="spawn_form"\s+action="([^"]+)"', form.text)
+        assert action, form.text[:2000]
+        browser.post(action.group(1), data={"profile": "ten"}, follow_redirects=False)
+    for _ in range(300):
+        model = hub.server_model("webuser")
+        if model and model["ready"]:
+            break
+        time.sleep(0.1)
+    assert model is not None
+    assert model["user_options"] == {"profile": "ten", "walltime_seconds": 10}
+    hub.wait_stopped("webuser", timeout=40)

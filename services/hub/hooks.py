@@ -94,8 +94,8 @@ async def pre_spawn_hook(spawner: Any) -> None:
     profile = chosen_profile(await profiles_of(spawner), spawner.user_options or {})
     limit = walltime_of(profile, config.walltime_default or None)
     revoke_tokens(spawner, "walltime")
+    record_walltime(spawner, limit)
     if limit is not None:
-        _record_walltime(spawner, limit)
         token = spawner.user.new_api_token(
             note=token_note("walltime", user, server_name),
             scopes=walltime_scopes(user, server_name),
@@ -134,12 +134,15 @@ def revoke_tokens(spawner: Any, service: str) -> int:
     return len(stale)
 
 
-def _record_walltime(spawner: Any, limit: float) -> None:
+def record_walltime(spawner: Any, limit: float | None) -> None:
     """Keep the enforced limit in the server's user_options, where the backstop reads it.
 
-    Always overwritten here, so a value a user sends when starting a server has no effect.
+    Always overwritten (or removed, for no limit) here: a value a user sends when starting a
+    server, or one left from the server's previous start, has no effect.
     """
-    options = {**(spawner.user_options or {}), USER_OPTIONS_KEY: limit}
+    options = {k: v for k, v in (spawner.user_options or {}).items() if k != USER_OPTIONS_KEY}
+    if limit is not None:
+        options[USER_OPTIONS_KEY] = limit
     spawner.user_options = options
     spawner.orm_spawner.user_options = dict(options)
     spawner.user.db.commit()
