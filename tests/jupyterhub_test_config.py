@@ -11,6 +11,7 @@ TEST_PROFILES = [
     {"display_name": "Fifteen seconds", "slug": "fifteen", "walltime": "15s"},
     {"display_name": "Twenty seconds", "slug": "twenty", "walltime": "20s"},
     {"display_name": "Ten seconds", "slug": "ten", "walltime": "10s"},
+    {"display_name": "One minute", "slug": "minute", "walltime": "60s"},
     {"display_name": "Long", "slug": "long", "walltime": "12h", "default": True},
     {"display_name": "Unlimited", "slug": "unlimited", "walltime": "none"},
 ]
