@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from services.demo import main as demo
+from services.tokenhelper import main as tokenhelper
 from services.walltime import main as walltime
 
 
@@ -21,6 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Count down a server's time limit and stop it through the hub API.")
     walltime.add_arguments(walltime_parser)
     walltime_parser.set_defaults(run=walltime.main)
+    tokenhelper_parser = commands.add_parser(
+        "tokenhelper", help="hand fresh OIDC access tokens (only) to the notebook",
+        description="Refresh the user's OIDC tokens from the hub's auth_state and serve the "
+                    "access token on 127.0.0.1, in the bearer token file and on a socket.")
+    tokenhelper.add_arguments(tokenhelper_parser)
+    tokenhelper_parser.set_defaults(run=tokenhelper.main)
     demo_parser = commands.add_parser(
         "demo", help="run JupyterHub with the sidecars on this machine (make demo)",
         description="Start a real JupyterHub on 127.0.0.1 with the local spawner and hooks.")

@@ -32,6 +32,7 @@ def free_port() -> int:
 class Hub:
     state_dir: Path
     backstop: bool = False
+    oidc_issuer: str | None = None
     port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
     proxy_api_port: int = field(default_factory=free_port)
@@ -61,6 +62,9 @@ class Hub:
         }
         if self.backstop:
             env["TEST_BACKSTOP_PORT"] = str(self.backstop_port)
+        if self.oidc_issuer:
+            env["TEST_OIDC_ISSUER"] = self.oidc_issuer
+            env["JUPYTERHUB_CRYPT_KEY"] = secrets.token_hex(32)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(

@@ -31,6 +31,7 @@ configure(
     backstop=backstop,
     services=[{"name": "test-admin", "api_token": os.environ["TEST_ADMIN_TOKEN"]}],
     roles=[{"name": "admin", "services": ["test-admin"]}],
+    oidc_issuer=os.environ.get("TEST_OIDC_ISSUER") or None,
 )
 c.Sidecars.walltime_warn = "10s,5s"
 c.Sidecars.walltime_token_margin = "1m"

@@ -37,6 +37,27 @@ def proxy_command() -> str:
     raise SystemExit("configurable-http-proxy not found: run `make setup` (npm ci) first")
 
 
+def use_oidc_login(c: Any, issuer: str, port: int) -> None:
+    """Log in through an OIDC provider, keep its tokens in auth_state, add the tokenhelper.
+
+    The hub needs JUPYTERHUB_CRYPT_KEY in its environment to encrypt auth_state.
+    """
+    c.JupyterHub.authenticator_class = "generic-oauth"
+    oauth = c.GenericOAuthenticator
+    oauth.client_id = "jupyterhub"
+    oauth.client_secret = "demo-client-secret"  # noqa: S105 - the local demo provider's
+    oauth.oauth_callback_url = f"http://127.0.0.1:{port}/hub/oauth_callback"
+    oauth.authorize_url = f"{issuer}/oauth2/authorize"
+    oauth.token_url = f"{issuer}/oauth2/token"
+    oauth.userdata_url = f"{issuer}/userinfo"
+    oauth.scope = ["openid", "profile"]
+    oauth.username_claim = "sub"
+    oauth.enable_auth_state = True
+    oauth.allow_all = True
+    c.Sidecars.tokenhelper_enabled = True
+    c.Sidecars.tokenhelper_oidc_issuer = issuer
+
+
 def configure(
     c: Any,
     *,
@@ -49,6 +70,7 @@ def configure(
     services: list[dict[str, Any]] | None = None,
     roles: list[dict[str, Any]] | None = None,
     cleanup_servers: bool = False,
+    oidc_issuer: str | None = None,
 ) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     c.JupyterHub.ip = "127.0.0.1"
@@ -79,6 +101,12 @@ def configure(
 
     all_services = list(services or [])
     all_roles = list(roles or [])
+    if oidc_issuer:
+        use_oidc_login(c, oidc_issuer, port)
+        all_services.append({"name": "tokenhelper"})
+        all_roles.append({"name": "tokenhelper",
+                          "scopes": ["admin:auth_state", "read:users:name"],
+                          "services": ["tokenhelper"]})
     if backstop is not None:
         all_services.append({
             "name": "walltime-backstop",

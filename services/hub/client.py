@@ -184,6 +184,17 @@ class HubClient:
             404: StopOutcome.NOT_FOUND,
         }[response.status_code]
 
+    async def get_auth_state(self, user: str) -> dict[str, Any] | None:
+        """The user's auth_state (needs ``admin:auth_state!user=<user>``); None if unset."""
+        response = await self.request("GET", f"/users/{quote(user, safe='')}")
+        state = response.json().get("auth_state")
+        return dict(state) if isinstance(state, dict) else None
+
+    async def set_auth_state(self, user: str, auth_state: dict[str, Any]) -> None:
+        """Replace the user's auth_state (needs ``admin:users!user=<user>``)."""
+        await self.request("PATCH", f"/users/{quote(user, safe='')}",
+                           json={"auth_state": auth_state})
+
     async def active_servers(self, page_size: int = 200) -> AsyncIterator[ServerModel]:
         """Every running or pending server, one paginated ``GET /users?state=active`` walk."""
         offset = 0

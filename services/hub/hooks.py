@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from traitlets import Dict, Integer, Unicode
+from traitlets import Bool, Dict, Integer, Unicode
 from traitlets.config import Configurable
 
 from services.hub.plan import ContainerSettings, Sidecar, SidecarPlan, apply_to_pod
@@ -46,6 +46,24 @@ class Sidecars(Configurable):
         help="Image of the sidecar containers (KubeSpawner only).")
     image_pull_policy = Unicode("IfNotPresent", config=True, help="imagePullPolicy of sidecars.")
     run_as_user = Integer(65534, config=True, help="UID the sidecar containers run as.")
+    tokenhelper_enabled = Bool(
+        False, config=True,
+        help="Add the tokenhelper: access tokens from auth_state for the notebook.")
+    tokenhelper_service = Unicode(
+        "tokenhelper", config=True,
+        help="JupyterHub service that owns the tokenhelper tokens (role: admin:auth_state, "
+             "read:users:name; plus admin:users with write-back).")
+    tokenhelper_oidc_issuer = Unicode(
+        "", config=True, help="OIDC issuer URL the tokenhelper refreshes at.")
+    tokenhelper_write_back = Bool(
+        False, config=True,
+        help="Let the tokenhelper write rotated refresh tokens to auth_state (admin:users).")
+    tokenhelper_min_valid = Unicode(
+        "60s", config=True, help="Refresh when the access token has less than this left.")
+    tokenhelper_port = Integer(8767, config=True, help="Pod-local port of the tokenhelper.")
+    run_dir = Unicode(
+        "/run/sidecars", config=True,
+        help="Shared folder (emptyDir) of the notebook and the sidecars (KubeSpawner).")
     resources = Dict(
         {"requests": {"cpu": "5m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
         config=True, help="Kubernetes resources of each sidecar container.")
@@ -58,6 +76,14 @@ class Sidecars(Configurable):
 def token_note(service: str, user: str, server_name: str) -> str:
     """Marks a minted token so the stop hook (even after a hub restart) finds and revokes it."""
     return f"{TOKEN_NOTE_PREFIX} {service} for {user}/{server_name}"
+
+
+def tokenhelper_scopes(user: str, write_back: bool) -> list[str]:
+    """Read (and, with write-back, store) one user's auth_state; nothing else."""
+    scopes = [f"admin:auth_state!user={user}", f"read:users:name!user={user}"]
+    if write_back:
+        scopes.append(f"admin:users!user={user}")
+    return scopes
 
 
 def walltime_scopes(user: str, server_name: str) -> list[str]:
@@ -105,12 +131,67 @@ async def pre_spawn_hook(spawner: Any) -> None:
                      limit=limit, warn=config.walltime_warn, token=token,
                      port=_port_for(spawner, config.walltime_port))
         log.info("walltime %ss for %s/%s", limit, user, server_name)
+    revoke_tokens(spawner, "tokenhelper")
+    if config.tokenhelper_enabled:
+        add_tokenhelper(plan, spawner, config, limit)
     setattr(spawner, PLAN_ATTRIBUTE, plan)
+
+
+def add_tokenhelper(plan: SidecarPlan, spawner: Any, config: Sidecars,
+                    limit: float | None) -> None:
+    """The tokenhelper container, with a token of the tokenhelper service for this user."""
+    from jupyterhub import orm
+
+    user, server_name = spawner.user.name, spawner.name
+    service = orm.Service.find(spawner.user.db, config.tokenhelper_service)
+    if service is None:
+        raise RuntimeError(
+            f"c.Sidecars.tokenhelper_enabled needs a JupyterHub service named "
+            f"{config.tokenhelper_service!r} with a role granting admin:auth_state and "
+            "read:users:name (see the README)")
+    authenticator = spawner.authenticator
+    if not config.tokenhelper_oidc_issuer or not getattr(authenticator, "client_id", None):
+        raise RuntimeError("the tokenhelper needs c.Sidecars.tokenhelper_oidc_issuer and an "
+                           "OAuthenticator with client_id/client_secret and enable_auth_state")
+    margin = parse_duration(config.walltime_token_margin)
+    token = service.new_api_token(
+        note=token_note("tokenhelper", user, server_name),
+        scopes=tokenhelper_scopes(user, config.tokenhelper_write_back),
+        expires_in=int(limit + margin) if limit else None,
+    )
+    run_dir = _run_dir_for(spawner, config.run_dir)
+    uid = _uid_for(spawner)
+    port = _port_for(spawner, config.tokenhelper_port)
+    plan.sidecars.append(Sidecar(
+        name="tokenhelper",
+        args=["tokenhelper"],
+        port=port,
+        env={
+            "JUPYTERHUB_API_URL": spawner.hub.api_url,
+            "JUPYTERHUB_USER": user,
+            "TOKENHELPER_API_TOKEN": token,
+            "TOKENHELPER_OIDC_ISSUER": config.tokenhelper_oidc_issuer,
+            "TOKENHELPER_CLIENT_ID": authenticator.client_id,
+            "TOKENHELPER_CLIENT_SECRET": authenticator.client_secret,
+            "TOKENHELPER_RUN_DIR": run_dir,
+            "TOKENHELPER_UID": str(uid),
+            "TOKENHELPER_MIN_VALID": config.tokenhelper_min_valid,
+            "TOKENHELPER_WRITE_BACK": "true" if config.tokenhelper_write_back else "false",
+            "TOKENHELPER_PORT": str(port),
+        },
+        run_as_user=uid,
+    ))
+    plan.shared_dir = run_dir
+    plan.notebook_env.update({
+        "BEARER_TOKEN_FILE": f"{run_dir}/bt_u{uid}",
+        "JUPYTERHUB_SIDECARS_TOKEN_URL": f"http://127.0.0.1:{port}",
+    })
 
 
 def post_stop_hook(spawner: Any) -> None:
     """Revoke every token minted for this server (``Spawner.post_stop_hook``)."""
     revoke_tokens(spawner, "walltime")
+    revoke_tokens(spawner, "tokenhelper")
 
 
 def modify_pod_hook(spawner: Any, pod: Any) -> Any:
@@ -122,9 +203,11 @@ def modify_pod_hook(spawner: Any, pod: Any) -> Any:
 
 
 def revoke_tokens(spawner: Any, service: str) -> int:
+    """Delete the tokens minted for ``service`` on this server (user- or service-owned)."""
+    from jupyterhub import orm
+
     note = token_note(service, spawner.user.name, spawner.name)
-    orm_user = spawner.user.orm_user
-    stale = [t for t in orm_user.api_tokens if t.note == note]
+    stale = spawner.user.db.query(orm.APIToken).filter(orm.APIToken.note == note).all()
     for token in stale:
         spawner.user.db.delete(token)
     if stale:
@@ -146,6 +229,19 @@ def record_walltime(spawner: Any, limit: float | None) -> None:
     spawner.user_options = options
     spawner.orm_spawner.user_options = dict(options)
     spawner.user.db.commit()
+
+
+def _run_dir_for(spawner: Any, default: str) -> str:
+    allocate = getattr(spawner, "allocate_run_dir", None)
+    return str(allocate()) if allocate else default
+
+
+def _uid_for(spawner: Any) -> int:
+    """The notebook's uid: KubeSpawner's ``uid`` (Z2JH singleuser.uid), else our own."""
+    import os
+
+    uid = getattr(spawner, "uid", None)
+    return int(uid) if isinstance(uid, int) else os.geteuid()
 
 
 def _port_for(spawner: Any, default: int) -> int:

@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import html
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sidecar_pids: dict[str, int] = {}
+        self.run_dir: str | None = None
         self._processes: list[asyncio.subprocess.Process] = []
 
     @default("options_form")
@@ -61,6 +64,11 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         return {"profile": formdata.get("profile", [""])[0]}
+
+    def allocate_run_dir(self) -> str:
+        """The pod's emptyDir, locally: a private folder per server, removed at stop."""
+        self.run_dir = tempfile.mkdtemp(prefix=f"sidecars-{self.user.name}-")
+        return self.run_dir
 
     def allocate_sidecar_port(self, default: int) -> int:
         """Pods each have their own loopback; local servers share one, so ports must differ."""
@@ -108,6 +116,9 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
         await asyncio.gather(*(self._stop_pid(pid) for pid in self.sidecar_pids.values()))
         self.sidecar_pids = {}
         self._processes = []
+        if self.run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = None
 
     async def _stop_pid(self, pid: int) -> None:
         for sig, wait in ((signal.SIGTERM, self.sidecar_stop_timeout), (signal.SIGKILL, 1.0)):
@@ -126,11 +137,14 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
         state = dict(super().get_state())
         if self.sidecar_pids:
             state["sidecar_pids"] = dict(self.sidecar_pids)
+        if self.run_dir:
+            state["run_dir"] = self.run_dir
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self.sidecar_pids = dict(state.get("sidecar_pids", {}))
+        self.run_dir = state.get("run_dir")
 
     def clear_state(self) -> None:
         super().clear_state()

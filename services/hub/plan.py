@@ -16,12 +16,14 @@ class Sidecar:
     args: list[str]
     env: dict[str, str]
     port: int
+    run_as_user: int | None = None  # None: ContainerSettings.run_as_user
 
 
 @dataclass
 class SidecarPlan:
     sidecars: list[Sidecar] = field(default_factory=list)
     notebook_env: dict[str, str] = field(default_factory=dict)
+    shared_dir: str | None = None  # an emptyDir mounted in the notebook and every sidecar
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def container_for(sidecar: Sidecar, settings: ContainerSettings) -> dict[str, An
         "resources": settings.resources,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": settings.run_as_user,
+            "runAsUser": sidecar.run_as_user or settings.run_as_user,
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
@@ -72,7 +74,29 @@ def apply_to_pod(plan: SidecarPlan, pod: Any, settings: ContainerSettings) -> An
         if sidecar.name in taken:
             raise ValueError(f"the pod already has a container named {sidecar.name!r}")
         containers.append(container_for(sidecar, settings))
+    if plan.shared_dir:
+        _share_dir(pod, plan.shared_dir, [notebook, *containers[-len(plan.sidecars):]])
     return pod
+
+
+SHARED_VOLUME = "sidecars-run"
+
+
+def _share_dir(pod: Any, path: str, users: list[Any]) -> None:
+    """An in-memory emptyDir at ``path`` in the notebook and the sidecar containers."""
+    volumes = pod.spec.volumes
+    if volumes is None:
+        volumes = pod.spec.volumes = []
+    volumes.append({"name": SHARED_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
+    for container in users:
+        mounts = _get(container, "volume_mounts" if not isinstance(container, dict)
+                      else "volumeMounts")
+        mount = {"name": SHARED_VOLUME, "mountPath": path}
+        if mounts is None:
+            _set(container, "volume_mounts" if not isinstance(container, dict)
+                 else "volumeMounts", [mount])
+        else:
+            mounts.append(mount)
 
 
 def _name(container: Any) -> str | None:

@@ -9,15 +9,44 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, NoDecode
+
+from services.runtime.durations import parse_duration, parse_duration_list
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+DurationList = Annotated[tuple[float, ...], NoDecode, BeforeValidator(parse_duration_list)]
+LogLevel = Annotated[str, Field(pattern=r"(?i)^(debug|info|warning|error)$")]
 
 SETTINGS_ERROR_EXIT = 2
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+def read_secret_file(path: Path) -> str:
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    if not value:
+        raise ValueError("the file is empty")
+    return value
+
+
+def secret_from(value: SecretStr | None, path: Path | None, env: str) -> SecretStr:
+    """A secret given directly (``env``) or as a file (``env``_FILE, e.g. a mounted Secret)."""
+    if path is not None:
+        try:
+            return SecretStr(read_secret_file(path))
+        except ValueError as exc:
+            raise ValueError(f"{env}_FILE={str(path)!r}: {exc}") from None
+    if value is None or not value.get_secret_value():
+        raise ValueError(f"{env} or {env}_FILE is required")
+    return value
 
 
 class SettingsError(Exception):

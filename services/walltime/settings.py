@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Self
 
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.runtime.durations import parse_duration, parse_duration_list
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-DurationList = Annotated[tuple[float, ...], NoDecode, BeforeValidator(parse_duration_list)]
+from services.runtime.settings import Duration, DurationList, LogLevel, secret_from
 
 DEFAULT_PORT = 8765
-
-
-def read_secret_file(path: Path) -> str:
-    try:
-        value = path.read_text().strip()
-    except OSError as exc:
-        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
-    if not value:
-        raise ValueError("the file is empty")
-    return value
 
 
 class _HubAccess(BaseSettings):
@@ -40,21 +27,13 @@ class _HubAccess(BaseSettings):
     port: int = Field(DEFAULT_PORT, ge=1, le=65535,
                       description="port for /status, /healthz and /metrics (127.0.0.1 only)")
     host: str = Field("127.0.0.1", description="address to listen on; keep it pod-local")
-    log_level: str = Field("INFO", pattern=r"(?i)^(debug|info|warning|error)$",
-                           description="log level: debug, info, warning or error")
+    log_level: LogLevel = Field("INFO", description="log level: debug, info, warning or error")
 
     @model_validator(mode="after")
     def _check_access(self) -> Self:
         if not self.api_url.startswith(("http://", "https://")):
             raise ValueError(f"JUPYTERHUB_API_URL={self.api_url!r} must be an http(s) URL")
-        if self.api_token_file is not None:
-            try:
-                self.api_token = SecretStr(read_secret_file(self.api_token_file))
-            except ValueError as exc:
-                raise ValueError(f"WALLTIME_API_TOKEN_FILE={str(self.api_token_file)!r}: "
-                                 f"{exc}") from None
-        if self.api_token is None:
-            raise ValueError("WALLTIME_API_TOKEN or WALLTIME_API_TOKEN_FILE is required")
+        self.api_token = secret_from(self.api_token, self.api_token_file, "WALLTIME_API_TOKEN")
         return self
 
     @property

@@ -1,0 +1,1 @@
+"""tokenhelper: fresh OIDC access tokens for the notebook; the refresh token stays here."""

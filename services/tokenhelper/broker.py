@@ -1,0 +1,132 @@
+"""Keeps one user's access token fresh: one refresh at a time, cached in between.
+
+Only this object ever holds the refresh token. Callers get AccessToken values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from services.hub.client import HubClient
+from services.tokenhelper.provider import InvalidGrant, Provider, ProviderError
+from services.tokenhelper.tokens import AccessToken, TokenSet, after_refresh, from_auth_state
+
+log = logging.getLogger("sidecars.tokenhelper")
+
+Clock = Callable[[], float]
+Listener = Callable[[AccessToken], Awaitable[None]]
+
+
+class TokenUnavailable(Exception):
+    """No valid access token can be handed out now; the message says why (for a 503)."""
+
+
+class TokenBroker:
+    def __init__(self, hub: HubClient, user: str, provider: Provider, *, min_valid: float,
+                 write_back: bool = False, clock: Clock = time.time) -> None:
+        self.hub = hub
+        self.user = user
+        self.provider = provider
+        self.min_valid = min_valid
+        self.write_back = write_back
+        self.clock = clock
+        self.refreshes = 0
+        self._tokens: TokenSet | None = None
+        self._lock = asyncio.Lock()
+        self._listeners: list[Listener] = []
+
+    def on_new_token(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    @property
+    def current(self) -> AccessToken | None:
+        return self._tokens.access if self._tokens else None
+
+    def refresh_due_in(self, min_valid: float | None = None) -> float:
+        """Seconds until the token must be refreshed to keep ``min_valid`` left (0 = now)."""
+        if self._tokens is None:
+            return 0.0
+        access = self._tokens.access
+        left = access.remaining(self.clock())
+        if left is None:
+            return 0.0
+        return max(0.0, left - self._margin(access, min_valid))
+
+    def _margin(self, access: AccessToken, min_valid: float | None) -> float:
+        """How much validity to keep: the asked minimum, capped to a share of the token's
+        lifetime (half for the default, 90 % for a caller's ``min_valid``), so short-lived
+        tokens are refreshed once per lifetime rather than on every request."""
+        wanted, share = (self.min_valid, 0.5) if min_valid is None else (min_valid, 0.9)
+        if access.lifetime:
+            return min(wanted, access.lifetime * share)
+        return wanted
+
+    async def token(self, min_valid: float | None = None) -> AccessToken:
+        if self._tokens is None or self.refresh_due_in(min_valid) <= 0:
+            await self._refresh(min_valid)
+        assert self._tokens is not None
+        return self._tokens.access
+
+    async def _refresh(self, min_valid: float | None) -> None:
+        async with self._lock:  # everyone else waits for this one refresh
+            if self._tokens is not None and self.refresh_due_in(min_valid) > 0:
+                return  # refreshed by whoever held the lock before us
+            if self._tokens is None:
+                self._tokens = await self._read_auth_state()
+                if self.refresh_due_in(min_valid) > 0:
+                    await self._announce()
+                    return
+            try:
+                await self._refresh_at_provider(self._tokens)
+            except ProviderError as exc:
+                left = self._tokens.access.remaining(self.clock())
+                if left is None or left > 0:  # None: the hub's token, of unknown age
+                    log.warning("provider unavailable, serving the cached token",
+                                extra={"error": str(exc),
+                                       "remaining_s": None if left is None else round(left, 1)})
+                    return
+                raise TokenUnavailable(f"the identity provider is unreachable and the last "
+                                       f"access token has expired ({exc})") from None
+
+    async def _refresh_at_provider(self, tokens: TokenSet) -> None:
+        if not tokens.refresh_token:
+            raise TokenUnavailable("no refresh token in auth_state: log in to JupyterHub again")
+        try:
+            response = await self.provider.refresh(tokens.refresh_token)
+        except InvalidGrant as exc:
+            # The hub (OAuthenticator.refresh_user) may have refreshed, and rotated, meanwhile.
+            latest = await self._read_auth_state()
+            if latest.refresh_token == tokens.refresh_token:
+                raise TokenUnavailable(f"the provider rejected the refresh token ({exc}): "
+                                       "log in to JupyterHub again") from None
+            log.info("refresh token was rotated by the hub; using its new one")
+            self._tokens = latest
+            response = await self.provider.refresh(latest.refresh_token or "")
+            tokens = latest
+        refreshed = after_refresh(tokens, response, self.clock())
+        self.refreshes += 1
+        rotated = refreshed.refresh_token != tokens.refresh_token
+        self._tokens = refreshed
+        log.info("access token refreshed", extra={
+            "user": self.user, "expires_in_s": refreshed.access.lifetime, "rotated": rotated,
+            "refreshes": self.refreshes})
+        if rotated and self.write_back:
+            await self.hub.set_auth_state(self.user, refreshed.auth_state)
+        await self._announce()
+
+    async def _read_auth_state(self) -> TokenSet:
+        state = await self.hub.get_auth_state(self.user)
+        if state is None:
+            raise TokenUnavailable(f"the hub has no auth_state for {self.user}")
+        try:
+            return from_auth_state(state)
+        except ValueError as exc:
+            raise TokenUnavailable(str(exc)) from None
+
+    async def _announce(self) -> None:
+        assert self._tokens is not None
+        for listener in self._listeners:
+            await listener(self._tokens.access)

@@ -1,0 +1,68 @@
+"""The identity provider: discovery and the refresh grant, through authlib."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import httpx
+
+with warnings.catch_warnings():  # authlib prefers httpx2 and warns when it finds httpx
+    warnings.simplefilter("ignore")
+    from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
+
+log = logging.getLogger("sidecars.tokenhelper.provider")
+
+
+class ProviderError(Exception):
+    """The provider could not be reached or answered nonsense: worth retrying later."""
+
+
+class InvalidGrant(Exception):
+    """The provider rejected the refresh token (expired, revoked, or already rotated)."""
+
+
+class Provider:
+    def __init__(self, issuer: str, client_id: str, client_secret: str,
+                 *, timeout: float = 10.0) -> None:
+        self.issuer = issuer.rstrip("/")
+        self._client = AsyncOAuth2Client(client_id=client_id, client_secret=client_secret,
+                                         timeout=timeout)
+        self._discovery = httpx.AsyncClient(timeout=timeout)
+        self._metadata: dict[str, Any] | None = None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        await self._discovery.aclose()
+
+    async def metadata(self) -> dict[str, Any]:
+        if self._metadata is None:
+            url = f"{self.issuer}/.well-known/openid-configuration"
+            try:
+                response = await self._discovery.get(url)
+                response.raise_for_status()
+                metadata = response.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                raise ProviderError(f"discovery at {url} failed: {exc}") from None
+            if metadata.get("issuer", "").rstrip("/") != self.issuer:
+                raise ProviderError(f"discovery says issuer {metadata.get('issuer')!r}, "
+                                    f"expected {self.issuer!r}")
+            methods = metadata.get("token_endpoint_auth_methods_supported") or []
+            if methods and "client_secret_basic" not in methods and \
+                    "client_secret_post" in methods:
+                self._client.token_endpoint_auth_method = "client_secret_post"  # noqa: S105
+            self._metadata = metadata
+        return self._metadata
+
+    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+        endpoint = (await self.metadata())["token_endpoint"]
+        try:
+            token = await self._client.refresh_token(endpoint, refresh_token=refresh_token)
+        except OAuthError as exc:
+            if exc.error == "invalid_grant":
+                raise InvalidGrant(exc.description or "invalid_grant") from None
+            raise ProviderError(f"refresh failed: {exc.error}") from None
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ProviderError(f"refresh failed: {type(exc).__name__}: {exc}") from None
+        return dict(token)

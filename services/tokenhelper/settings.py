@@ -1,0 +1,67 @@
+"""Settings of the tokenhelper sidecar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.runtime.settings import Duration, LogLevel, secret_from
+
+DEFAULT_PORT = 8767
+
+
+class TokenhelperSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOKENHELPER_", extra="ignore",
+                                      populate_by_name=True)
+
+    api_url: str = Field(validation_alias="JUPYTERHUB_API_URL",
+                         description="JupyterHub REST API URL, e.g. http://hub:8081/hub/api")
+    user: str = Field(validation_alias="JUPYTERHUB_USER", min_length=1,
+                      description="the user whose tokens this sidecar hands out")
+    api_token: SecretStr | None = Field(
+        None, description="hub token with admin:auth_state!user=<user> "
+                          "(or give TOKENHELPER_API_TOKEN_FILE)")
+    api_token_file: Path | None = Field(None, description="file holding that hub token")
+    oidc_issuer: str = Field(description="issuer URL; discovery is read from "
+                                         "<issuer>/.well-known/openid-configuration")
+    client_id: str = Field(min_length=1, description="OIDC client id (the hub's client)")
+    client_secret: SecretStr | None = Field(
+        None, description="OIDC client secret (or give TOKENHELPER_CLIENT_SECRET_FILE)")
+    client_secret_file: Path | None = Field(None, description="file holding the client secret")
+    run_dir: Path = Field(Path("/run/sidecars"),
+                          description="shared folder for the bearer token file (emptyDir)")
+    uid: int | None = Field(None, ge=0, description="owner of the files it writes (the "
+                                                    "notebook user's uid); default: its own")
+    min_valid: Duration = Field(60.0, description="refresh when the access token has less "
+                                                  "than this left")
+    write_back: bool = Field(False, description="write rotated refresh tokens back to the "
+                                                "hub's auth_state (needs admin:users!user=)")
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535,
+                      description="port for /token, /v1/token, /healthz, /metrics")
+    host: str = Field("127.0.0.1", description="address to listen on; keep it pod-local")
+    log_level: LogLevel = Field("INFO", description="log level: debug, info, warning or error")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        for name, url in (("JUPYTERHUB_API_URL", self.api_url),
+                          ("TOKENHELPER_OIDC_ISSUER", self.oidc_issuer)):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{name}={url!r} must be an http(s) URL")
+        self.api_token = secret_from(self.api_token, self.api_token_file, "TOKENHELPER_API_TOKEN")
+        self.client_secret = secret_from(self.client_secret, self.client_secret_file,
+                                         "TOKENHELPER_CLIENT_SECRET")
+        return self
+
+    @property
+    def owner_uid(self) -> int:
+        import os
+
+        return self.uid if self.uid is not None else os.geteuid()
+
+    @property
+    def bearer_token_file(self) -> Path:
+        """WLCG bearer token discovery: ``$XDG_RUNTIME_DIR/bt_u<uid>``."""
+        return self.run_dir / f"bt_u{self.owner_uid}"

@@ -1,0 +1,72 @@
+"""A real local OIDC provider (oidc-provider-mock from PyPI) and a browser-like login."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.hub import free_port
+from tests.tools import require_tool
+
+USERS = [
+    {"sub": "alice", "preferred_username": "alice", "uidNumber": 1001, "gidNumber": 1001,
+     "groups": ["xray"]},
+    {"sub": "bob", "preferred_username": "bob", "uidNumber": 1002, "gidNumber": 1002,
+     "groups": []},
+]
+
+
+@dataclass
+class OidcProvider:
+    log_path: Path
+    token_max_age: int = 10
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = [require_tool("oidc-provider-mock"), "-p", str(self.port),
+                   "-e", str(self.token_max_age)]
+        for user in USERS:
+            command += ["--user-claims", json.dumps(user)]
+        self.process = subprocess.Popen(command, stdout=self.log_path.open("ab"),
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                url = f"{self.issuer}/.well-known/openid-configuration"
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError("oidc-provider-mock did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def userinfo_status(self, access_token: str) -> int:
+        """200 while the provider accepts the access token: how the tests check validity."""
+        response = httpx.get(f"{self.issuer}/userinfo", timeout=10,
+                             headers={"Authorization": f"Bearer {access_token}"})
+        return response.status_code
+
+
+def log_in(hub_url: str, user: str) -> httpx.Client:
+    """Log in to the hub through the provider's form, as a browser would."""
+    browser = httpx.Client(base_url=hub_url, follow_redirects=True, timeout=30)
+    page = browser.get("/hub/oauth_login")
+    assert 'name="sub"' in page.text, page.text[:300]
+    done = browser.post(str(page.url), data={"sub": user})
+    assert done.status_code == 200 and re.search(r"/hub/", str(done.url)), done.url
+    return browser

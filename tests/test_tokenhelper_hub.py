@@ -1,0 +1,124 @@
+"""tokenhelper end to end: real JupyterHub with GenericOAuthenticator, real OIDC provider."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.hub.hooks import token_note, tokenhelper_scopes
+from tests.hub import Hub, process_env
+from tests.oidc import OidcProvider, log_in
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    instance = OidcProvider(tmp_path_factory.mktemp("oidc") / "provider.log")
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="module")
+def oidc_hub(tmp_path_factory: pytest.TempPathFactory, provider: OidcProvider
+             ) -> Iterator[Hub]:
+    hub = Hub(tmp_path_factory.mktemp("oidc-hub"), oidc_issuer=provider.issuer)
+    hub.start()
+    yield hub
+    for user in ("alice", "bob"):
+        hub.api("DELETE", f"/users/{user}/server")
+    hub.stop()
+
+
+def helper_pid(hub: Hub, user: str) -> int:
+    model = hub.server_model(user)
+    assert model is not None
+    return int(model["state"]["sidecar_pids"]["tokenhelper"])
+
+
+def start_logged_in(hub: Hub, user: str) -> dict[str, str]:
+    log_in(f"http://127.0.0.1:{hub.port}", user).close()
+    hub.start_server(user, profile="unlimited")
+    env = process_env(helper_pid(hub, user))
+    return env
+
+
+def test_notebook_gets_fresh_access_tokens_three_ways(oidc_hub: Hub,
+                                                      provider: OidcProvider) -> None:
+    env = start_logged_in(oidc_hub, "alice")
+    base = f"http://127.0.0.1:{env['TOKENHELPER_PORT']}"
+    bearer_file = Path(env["TOKENHELPER_RUN_DIR"]) / f"bt_u{os.geteuid()}"
+
+    # The login's access token lives 10 s; auth_state does not say when it was issued, so the
+    # helper refreshes once at start. (oidc-provider-mock then issues 3600 s tokens whatever
+    # -e says; short refreshed lifetimes need a provider such as glewlwyd.)
+    deadline = time.monotonic() + 15  # past the login token's 10 s lifetime
+    requests = 0
+    while time.monotonic() < deadline:
+        text = httpx.get(base + "/token", timeout=10).text.strip()
+        body = httpx.get(base + "/v1/token", timeout=10).json()
+        from_file = bearer_file.read_text().strip()
+        requests += 2
+        assert text == body["access_token"] == from_file
+        assert provider.userinfo_status(text) == 200
+        assert body["token_type"] == "Bearer"
+        assert 3500 < body["expires_in"] <= 3600
+        time.sleep(0.5)
+    assert stat.S_IMODE(bearer_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(bearer_file.parent.stat().st_mode) == 0o700
+    refreshed = list(oidc_hub.log_records(message="access token refreshed", user="alice"))
+    assert len(refreshed) == 1, f"{len(refreshed)} refreshes for {requests} requests"
+
+
+def test_helper_token_is_scoped_to_one_users_auth_state(oidc_hub: Hub) -> None:
+    env = start_logged_in(oidc_hub, "bob")
+    token = env["TOKENHELPER_API_TOKEN"]
+
+    def call(method: str, path: str, **kwargs) -> httpx.Response:
+        return oidc_hub.api(method, path, token=token, **kwargs)
+
+    own = call("GET", "/users/bob")
+    assert own.status_code == 200 and own.json()["auth_state"]["refresh_token"]
+    assert call("GET", "/users/alice").status_code == 404
+    assert call("GET", "/users").status_code == 403
+    assert call("DELETE", "/users/bob/server").status_code == 403
+    assert oidc_hub.server_model("bob") is not None
+    assert call("PATCH", "/users/bob", json={"admin": True}).status_code == 403
+    assert call("POST", "/users/bob/tokens", json={}).status_code == 403
+
+    assert sorted(tokenhelper_scopes("bob", False)) == [
+        "admin:auth_state!user=bob", "read:users:name!user=bob"]
+    oidc_hub.api("DELETE", "/users/bob/server")
+    oidc_hub.wait_stopped("bob")
+    assert call("GET", "/users/bob").status_code == 403  # revoked at stop
+    assert token_note("tokenhelper", "bob", "") == "jupyterhub-sidecars tokenhelper for bob/"
+
+
+def test_notebook_sees_access_tokens_only(oidc_hub: Hub) -> None:
+    env = start_logged_in(oidc_hub, "alice") if oidc_hub.server_model("alice") is None \
+        else process_env(helper_pid(oidc_hub, "alice"))
+    model = oidc_hub.server_model("alice")
+    assert model is not None
+    notebook_env = process_env(int(model["state"]["pid"]))
+    assert notebook_env["BEARER_TOKEN_FILE"].endswith(f"bt_u{os.geteuid()}")
+    auth_state = oidc_hub.api("GET", "/users/alice").json()["auth_state"]
+    secrets = [auth_state["refresh_token"], auth_state["id_token"],
+               env["TOKENHELPER_API_TOKEN"], env["TOKENHELPER_CLIENT_SECRET"]]
+    everything = "\n".join(notebook_env.values())
+    for secret in secrets:
+        assert secret not in everything
+    base = f"http://127.0.0.1:{env['TOKENHELPER_PORT']}"
+    served = httpx.get(base + "/v1/token").text + httpx.get(base + "/token").text + \
+        httpx.get(base + "/metrics").text
+    for secret in secrets:
+        assert secret not in served
+    hub_log = oidc_hub.log_path.read_text()
+    assert auth_state["refresh_token"] not in hub_log.replace(
+        "refresh_token", "")  # the JSON logs of the sidecars are in the hub log
