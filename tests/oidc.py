@@ -70,3 +70,20 @@ def log_in(hub_url: str, user: str) -> httpx.Client:
     done = browser.post(str(page.url), data={"sub": user})
     assert done.status_code == 200 and re.search(r"/hub/", str(done.url)), done.url
     return browser
+
+
+def auth_state_for(provider: OidcProvider, user: str) -> dict:
+    """What OAuthenticator stores after a login: the authorization-code flow, done directly."""
+    import urllib.parse
+
+    params = {"client_id": "jupyterhub", "redirect_uri": "http://127.0.0.1:9/cb",
+              "response_type": "code", "scope": "openid profile", "state": "s"}
+    consent = httpx.post(f"{provider.issuer}/oauth2/authorize", params=params,
+                         data={"sub": user}, timeout=10)
+    code = urllib.parse.parse_qs(urllib.parse.urlparse(consent.headers["location"]).query)
+    tokens = httpx.post(f"{provider.issuer}/oauth2/token", auth=("jupyterhub", "secret"),
+                        data={"grant_type": "authorization_code", "code": code["code"][0],
+                              "redirect_uri": params["redirect_uri"]}, timeout=10).json()
+    return {"access_token": tokens["access_token"], "refresh_token": tokens["refresh_token"],
+            "id_token": tokens.get("id_token"), "scope": tokens["scope"].split(),
+            "token_response": tokens, "oauth_user": {"sub": user}}

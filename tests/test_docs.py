@@ -6,11 +6,12 @@ import pytest
 
 from services.hub.hooks import Sidecars
 from services.runtime.settings import env_name, flag_name
+from services.tokenhelper.settings import TokenhelperSettings
 from services.walltime.settings import BackstopSettings, SidecarSettings
 from tests.tools import REPO
 
 README = (REPO / "README.md").read_text()
-MODELS = [SidecarSettings, BackstopSettings]
+MODELS = [SidecarSettings, BackstopSettings, TokenhelperSettings]
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)

@@ -88,3 +88,40 @@ async def test_a_profiles_extra_containers_do_not_drop_the_sidecar() -> None:
 async def test_a_clashing_container_name_is_an_error() -> None:
     with pytest.raises(ValueError, match="already has a container named 'walltime'"):
         await manifest(extra_containers=[{"name": "walltime", "image": "busybox:1"}])
+
+
+async def test_tokenhelper_shares_an_in_memory_folder_and_runs_as_the_notebook_uid() -> None:
+    from services.hub.hooks import add_tokenhelper_sidecar
+
+    config = Config({"KubeSpawner": {"uid": 1000},
+                     "Sidecars": {"image": "example.org/sidecars:1.2.3"}})
+    spawner = KubeSpawner(_mock=True, config=config)
+    plan = SidecarPlan()
+    add_walltime(plan, api_url="http://hub:8081/hub/api", user="alice", server_name="",
+                 limit=1800, warn="10m", token=TOKEN, port=8765)
+    add_tokenhelper_sidecar(
+        plan, api_url="http://hub:8081/hub/api", user="alice", token="HELPER-TOKEN",
+        issuer="https://idp.example.org/realms/facility", client_id="jupyterhub",
+        client_secret="CLIENT-SECRET", run_dir="/run/sidecars", uid=1000, port=8767,
+        min_valid="60s", write_back=False)
+    setattr(spawner, PLAN_ATTRIBUTE, plan)
+    pod = modify_pod_hook(spawner, await spawner.get_pod_manifest())
+    async with ApiClient() as api:
+        manifest = dict(api.sanitize_for_serialization(pod))
+    kubernetes_validate.validate(manifest, "1.30", strict=True)
+
+    by_name = containers(manifest)
+    helper, notebook = by_name["tokenhelper"], by_name["notebook"]
+    assert helper["securityContext"]["runAsUser"] == 1000
+    assert by_name["walltime"]["securityContext"]["runAsUser"] == 65534
+    volume = next(v for v in manifest["spec"]["volumes"] if v["name"] == "sidecars-run")
+    assert volume["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Mi"}
+    for container in (helper, notebook):
+        assert {"name": "sidecars-run", "mountPath": "/run/sidecars"} in \
+            container["volumeMounts"]
+    assert not any(m["name"] == "sidecars-run"
+                   for m in by_name["walltime"].get("volumeMounts") or [])
+    notebook_env = {e["name"]: e.get("value") for e in notebook["env"]}
+    assert notebook_env["BEARER_TOKEN_FILE"] == "/run/sidecars/bt_u1000"
+    for secret in ("HELPER-TOKEN", "CLIENT-SECRET", TOKEN):
+        assert secret not in str(notebook)

@@ -159,27 +159,38 @@ def add_tokenhelper(plan: SidecarPlan, spawner: Any, config: Sidecars,
         scopes=tokenhelper_scopes(user, config.tokenhelper_write_back),
         expires_in=int(limit + margin) if limit else None,
     )
-    run_dir = _run_dir_for(spawner, config.run_dir)
-    uid = _uid_for(spawner)
-    port = _port_for(spawner, config.tokenhelper_port)
+    add_tokenhelper_sidecar(
+        plan, api_url=spawner.hub.api_url, user=user, token=token,
+        issuer=config.tokenhelper_oidc_issuer, client_id=authenticator.client_id,
+        client_secret=authenticator.client_secret, run_dir=_run_dir_for(spawner, config.run_dir),
+        uid=_uid_for(spawner), port=_port_for(spawner, config.tokenhelper_port),
+        min_valid=config.tokenhelper_min_valid, write_back=config.tokenhelper_write_back)
+
+
+def add_tokenhelper_sidecar(plan: SidecarPlan, *, api_url: str, user: str, token: str,
+                            issuer: str, client_id: str, client_secret: str, run_dir: str,
+                            uid: int, port: int, min_valid: str, write_back: bool) -> None:
+    """The tokenhelper container: hub token and client secret go to it alone; it runs as the
+    notebook's uid so the token file it writes is the user's; the notebook gets the paths."""
     plan.sidecars.append(Sidecar(
         name="tokenhelper",
         args=["tokenhelper"],
         port=port,
         env={
-            "JUPYTERHUB_API_URL": spawner.hub.api_url,
+            "JUPYTERHUB_API_URL": api_url,
             "JUPYTERHUB_USER": user,
             "TOKENHELPER_API_TOKEN": token,
-            "TOKENHELPER_OIDC_ISSUER": config.tokenhelper_oidc_issuer,
-            "TOKENHELPER_CLIENT_ID": authenticator.client_id,
-            "TOKENHELPER_CLIENT_SECRET": authenticator.client_secret,
+            "TOKENHELPER_OIDC_ISSUER": issuer,
+            "TOKENHELPER_CLIENT_ID": client_id,
+            "TOKENHELPER_CLIENT_SECRET": client_secret,
             "TOKENHELPER_RUN_DIR": run_dir,
             "TOKENHELPER_UID": str(uid),
-            "TOKENHELPER_MIN_VALID": config.tokenhelper_min_valid,
-            "TOKENHELPER_WRITE_BACK": "true" if config.tokenhelper_write_back else "false",
+            "TOKENHELPER_MIN_VALID": min_valid,
+            "TOKENHELPER_WRITE_BACK": "true" if write_back else "false",
             "TOKENHELPER_PORT": str(port),
         },
         run_as_user=uid,
+        mounts_shared_dir=True,
     ))
     plan.shared_dir = run_dir
     plan.notebook_env.update({

@@ -17,6 +17,7 @@ class Sidecar:
     env: dict[str, str]
     port: int
     run_as_user: int | None = None  # None: ContainerSettings.run_as_user
+    mounts_shared_dir: bool = False  # only sidecars that need the shared folder see it
 
 
 @dataclass
@@ -70,12 +71,15 @@ def apply_to_pod(plan: SidecarPlan, pod: Any, settings: ContainerSettings) -> An
         _set(notebook, "env", env)
     env.extend({"name": k, "value": v} for k, v in sorted(plan.notebook_env.items()))
     taken = {_name(c) for c in containers}
+    sharing = [notebook]
     for sidecar in plan.sidecars:
         if sidecar.name in taken:
             raise ValueError(f"the pod already has a container named {sidecar.name!r}")
         containers.append(container_for(sidecar, settings))
+        if sidecar.mounts_shared_dir:
+            sharing.append(containers[-1])
     if plan.shared_dir:
-        _share_dir(pod, plan.shared_dir, [notebook, *containers[-len(plan.sidecars):]])
+        _share_dir(pod, plan.shared_dir, sharing)
     return pod
 
 

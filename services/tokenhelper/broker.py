@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from services.hub.client import HubClient
+from services.hub.client import HubClient, HubError
 from services.tokenhelper.provider import InvalidGrant, Provider, ProviderError
 from services.tokenhelper.tokens import AccessToken, TokenSet, after_refresh, from_auth_state
 
@@ -103,9 +103,12 @@ class TokenBroker:
                 raise TokenUnavailable(f"the provider rejected the refresh token ({exc}): "
                                        "log in to JupyterHub again") from None
             log.info("refresh token was rotated by the hub; using its new one")
-            self._tokens = latest
-            response = await self.provider.refresh(latest.refresh_token or "")
-            tokens = latest
+            self._tokens = tokens = latest
+            try:
+                response = await self.provider.refresh(latest.refresh_token or "")
+            except InvalidGrant as again:
+                raise TokenUnavailable(f"the provider rejected the refresh token ({again}): "
+                                       "log in to JupyterHub again") from None
         refreshed = after_refresh(tokens, response, self.clock())
         self.refreshes += 1
         rotated = refreshed.refresh_token != tokens.refresh_token
@@ -118,7 +121,10 @@ class TokenBroker:
         await self._announce()
 
     async def _read_auth_state(self) -> TokenSet:
-        state = await self.hub.get_auth_state(self.user)
+        try:
+            state = await self.hub.get_auth_state(self.user)
+        except HubError as exc:
+            raise TokenUnavailable(f"cannot read auth_state from the hub: {exc}") from None
         if state is None:
             raise TokenUnavailable(f"the hub has no auth_state for {self.user}")
         try:

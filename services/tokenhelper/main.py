@@ -8,7 +8,7 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from services.hub.client import HubAuthError, HubClient
+from services.hub.client import HubClient
 from services.runtime.logs import configure_logging
 from services.runtime.retry import Backoff
 from services.runtime.settings import (
@@ -85,9 +85,6 @@ async def keep_fresh(broker: TokenBroker, refreshes: Counter) -> int:
         try:
             await broker.token()
             failures = 0
-        except HubAuthError as exc:
-            log.error("the hub refused the tokenhelper's token: %s", exc)
-            return 1
         except TokenUnavailable as exc:
             failures += 1
             delay = RETRY.delay(failures)

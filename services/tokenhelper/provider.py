@@ -6,11 +6,12 @@ import logging
 import warnings
 from typing import Any
 
+import authlib.deprecate  # noqa: F401 - registers authlib's "always" filter; ours goes before it
 import httpx
 
-with warnings.catch_warnings():  # authlib prefers httpx2 and warns when it finds httpx
-    warnings.simplefilter("ignore")
-    from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
+# authlib 1.x prefers the httpx2 fork and warns when it falls back to httpx, which works.
+warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError  # noqa: E402
 
 log = logging.getLogger("sidecars.tokenhelper.provider")
 

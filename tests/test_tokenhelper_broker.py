@@ -1,0 +1,119 @@
+"""The broker against the real OIDC provider: single-flight refresh, outages, invalid_grant.
+
+The hub's side (reading auth_state with a scoped token) is exercised for real in
+test_tokenhelper_hub.py; here a stand-in hands the broker the auth_state a real login made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from services.tokenhelper.broker import TokenBroker, TokenUnavailable
+from services.tokenhelper.provider import Provider
+from services.tokenhelper.tokens import after_refresh, from_auth_state, jwt_expiry
+from tests.oidc import OidcProvider, auth_state_for
+
+
+class AuthStateStore:
+    """The two HubClient calls the broker makes, over a dict."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+        self.reads = 0
+        self.writes: list[dict[str, Any]] = []
+
+    async def get_auth_state(self, user: str) -> dict[str, Any]:
+        self.reads += 1
+        return dict(self.state)
+
+    async def set_auth_state(self, user: str, state: dict[str, Any]) -> None:
+        self.writes.append(state)
+
+
+@pytest.fixture
+def provider(tmp_path) -> Iterator[OidcProvider]:
+    instance = OidcProvider(tmp_path / "provider.log")
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+def broker_for(provider: OidcProvider, store: AuthStateStore, **kwargs: Any) -> TokenBroker:
+    client = Provider(provider.issuer, "jupyterhub", "secret")
+    return TokenBroker(store, "alice", client, min_valid=60, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_200_concurrent_requests_cause_exactly_one_refresh(provider: OidcProvider) -> None:
+    store = AuthStateStore(auth_state_for(provider, "alice"))
+    broker = broker_for(provider, store)
+    tokens = await asyncio.gather(*(broker.token() for _ in range(200)))
+    assert broker.refreshes == 1
+    assert len({t.value for t in tokens}) == 1
+    assert provider.userinfo_status(tokens[0].value) == 200
+    assert tokens[0].value != store.state["access_token"]  # a refreshed one
+    # cached afterwards: no further refresh, no further hub read
+    await asyncio.gather(*(broker.token() for _ in range(200)))
+    assert broker.refreshes == 1 and store.reads == 1
+    log = provider.log_path.read_text()
+    assert log.count("POST /oauth2/token") == 2  # the login's code exchange + one refresh
+
+
+async def test_provider_down_serves_the_cached_token_then_a_clear_error(
+        provider: OidcProvider) -> None:
+    store = AuthStateStore(auth_state_for(provider, "alice"))
+    now = [time.time()]
+    broker = broker_for(provider, store, clock=lambda: now[0])
+    fresh = await broker.token()
+    provider.stop()
+
+    now[0] += 3600 - 30  # 30 s left: below min_valid, the refresh fails, the cache is served
+    assert (await broker.token()).value == fresh.value
+    now[0] += 60  # expired
+    with pytest.raises(TokenUnavailable, match="provider is unreachable and the last access "
+                                               "token has expired"):
+        await broker.token()
+
+
+async def test_invalid_grant_rereads_auth_state_once(provider: OidcProvider) -> None:
+    first = auth_state_for(provider, "alice")
+    store = AuthStateStore({**first, "refresh_token": "revoked-or-rotated"})
+    broker = broker_for(provider, store)
+    with pytest.raises(TokenUnavailable, match="rejected the refresh token"):
+        await broker.token()
+    assert store.reads == 2  # the start, and once more after invalid_grant
+
+    # The hub refreshed meanwhile: the second read has a working refresh token.
+    reads = iter([{**first, "refresh_token": "stale"}, first])
+    store.get_auth_state = lambda user: _value(next(reads))  # type: ignore[method-assign]
+    broker = broker_for(provider, store)
+    token = await broker.token()
+    assert provider.userinfo_status(token.value) == 200
+
+
+async def _value(state: dict[str, Any]) -> dict[str, Any]:
+    return state
+
+
+def test_tokens_from_auth_state_and_refresh_responses() -> None:
+    jwt = "e30.eyJleHAiOjE4MDAwMDAwMDB9.sig"  # {"exp": 1800000000}
+    assert jwt_expiry(jwt) == 1800000000
+    assert jwt_expiry("opaque-token") is None
+    assert jwt_expiry("a.!!!.c") is None
+    state = {"access_token": jwt, "refresh_token": "r1", "id_token": "i1"}
+    tokens = from_auth_state(state)
+    assert tokens.access.expires_at == 1800000000 and tokens.refresh_token == "r1"
+    with pytest.raises(ValueError, match="no access_token"):
+        from_auth_state({"refresh_token": "r"})
+
+    same = after_refresh(tokens, {"access_token": "a2", "expires_in": 300}, now=1000)
+    assert same.access.expires_at == 1300 and same.access.lifetime == 300
+    assert same.refresh_token == "r1"  # not rotated: keep the old one
+    rotated = after_refresh(tokens, {"access_token": "a3", "expires_in": "60",
+                                     "refresh_token": "r2"}, now=1000)
+    assert rotated.refresh_token == "r2" and rotated.auth_state["refresh_token"] == "r2"
+    assert "r1" not in repr(rotated) and "a3" not in repr(rotated)  # secrets stay out of logs
