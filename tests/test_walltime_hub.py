@@ -17,6 +17,14 @@ from tests.hub import Hub, process_env, python
 pytestmark = pytest.mark.slow
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def started_at(model: dict) -> float:
     return datetime.fromisoformat(model["started"].replace("Z", "+00:00")).timestamp()
 
@@ -136,8 +144,10 @@ def test_walltime_token_is_least_privilege_and_revoked_at_stop(hub: Hub) -> None
     assert "auth_state" not in own
     assert set(own["servers"]) == {""}
 
+    sidecar = hub.sidecar_pid(user)
     hub.api("DELETE", f"/users/{user}/server")
     hub.wait_stopped(user)
+    assert not pid_alive(sidecar), "the sidecar must stop with its server"
     assert call("GET", f"/users/{user}/server") == 403  # revoked
     remaining = hub.api("GET", f"/users/{user}/tokens").json()["api_tokens"]
     assert [t for t in remaining if t["note"] == token_note("walltime", user, "")] == []
@@ -159,6 +169,19 @@ def test_hub_down_at_the_deadline_stops_the_server_once_back(own_hub: Hub) -> No
     own_hub.wait_stopped(user, timeout=20)
     retries = list(own_hub.log_records(message="hub request failed, retrying"))
     assert retries, "the sidecar should have retried while the hub was down"
+
+
+def test_sidecars_stop_with_a_notebook_that_died(hub: Hub) -> None:
+    model = hub.start_server("crash", profile="long")
+    sidecar = hub.sidecar_pid("crash")
+    os.kill(int(model["state"]["pid"]), signal.SIGKILL)  # the notebook crashes
+    # The hub notices on its next poll; ask now rather than wait for the poll interval.
+    assert hub.api("DELETE", "/users/crash/server").status_code in (202, 204)
+    hub.wait_stopped("crash")
+    deadline = time.monotonic() + 10
+    while pid_alive(sidecar) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(sidecar)
 
 
 def test_backstop_stops_a_server_whose_sidecar_died(hub: Hub) -> None:

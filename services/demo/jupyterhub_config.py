@@ -16,4 +16,5 @@ configure(
     backstop={"WALLTIME_INTERVAL": "30s", "WALLTIME_GRACE": "30s",
               "WALLTIME_PORT": os.environ.get("SIDECARS_DEMO_BACKSTOP_PORT", "8766")},
     cleanup_servers=True,  # Ctrl-C on the demo leaves no process behind
+    oidc_issuer=os.environ.get("SIDECARS_DEMO_OIDC_ISSUER") or None,
 )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,10 +28,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="state folder (database, homes) [env SIDECARS_DEMO_DIR]")
 
 
+DEMO_USERS = [
+    {"sub": "alice", "preferred_username": "alice", "uidNumber": 1001, "gidNumber": 1001,
+     "groups": ["xray"]},
+    {"sub": "bob", "preferred_username": "bob", "uidNumber": 1002, "gidNumber": 1002,
+     "groups": ["bio"]},
+]
+
+
+def start_provider(bin_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """oidc-provider-mock (PyPI): authorization code, refresh tokens, custom claims."""
+    command = [str(bin_dir / "oidc-provider-mock"), "-p", str(port), "-e", "300"]
+    for user in DEMO_USERS:
+        command += ["--user-claims", json.dumps(user)]
+    return subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def crypt_key(state: Path) -> str:
+    """auth_state is encrypted; keep the key with the demo's database."""
+    path = state / "crypt_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def main(args: argparse.Namespace) -> int:
     state = args.dir.resolve()
     state.mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
+    provider_port = args.port + 1400
+    provider = start_provider(bin_dir, provider_port, state / "oidc-provider.log")
+    try:
+        return _run_hub(args, state, bin_dir, provider_port)
+    finally:
+        provider.terminate()
+        provider.wait(10)
+
+
+def _run_hub(args: argparse.Namespace, state: Path, bin_dir: Path, provider_port: int) -> int:
+    issuer = f"http://127.0.0.1:{provider_port}"
+    if not _wait_until_up(None, f"{issuer}/.well-known/openid-configuration"):
+        print(f"the OIDC provider did not start; see {state / 'oidc-provider.log'}")
+        return 1
     env = {
         **os.environ,
         "PATH": f"{bin_dir}:{Path(proxy_command()).parent}:{os.environ.get('PATH', '')}",
@@ -38,21 +79,24 @@ def main(args: argparse.Namespace) -> int:
         "SIDECARS_DEMO_HUB_PORT": str(args.port + 81),
         "SIDECARS_DEMO_PROXY_API_PORT": str(args.port + 1),
         "SIDECARS_DEMO_BACKSTOP_PORT": str(args.port + 766),
+        "SIDECARS_DEMO_OIDC_ISSUER": issuer,
+        "JUPYTERHUB_CRYPT_KEY": crypt_key(state),
     }
     hub = subprocess.Popen([str(bin_dir / "jupyterhub"), "-f", str(CONFIG)], cwd=state, env=env)
     signal.signal(signal.SIGTERM, lambda *_: hub.send_signal(signal.SIGTERM))
     try:
         if _wait_until_up(hub, f"http://127.0.0.1:{args.port + 81}/hub/api/"):
-            print(_banner(args.port, state), flush=True)
+            print(_banner(args.port, state, issuer), flush=True)
         return hub.wait()
     except KeyboardInterrupt:
         hub.send_signal(signal.SIGINT)
         return hub.wait()
 
 
-def _wait_until_up(hub: subprocess.Popen[bytes], url: str, timeout: float = 60) -> bool:
+def _wait_until_up(process: subprocess.Popen[bytes] | None, url: str,
+                   timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and hub.poll() is None:
+    while time.monotonic() < deadline and (process is None or process.poll() is None):
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return True
@@ -62,16 +106,20 @@ def _wait_until_up(hub: subprocess.Popen[bytes], url: str, timeout: float = 60) 
     return False
 
 
-def _banner(port: int, state: Path) -> str:
+def _banner(port: int, state: Path, issuer: str) -> str:
     url = f"http://127.0.0.1:{port}"
     return f"""
 ================================================================================
  jupyterhub-sidecars demo is running (Ctrl-C stops everything)
 
- 1. Open {url}/hub/login and sign in with any user name (no password).
+ 1. Open {url}/hub/login (use 127.0.0.1, not localhost) and sign in: the
+    local OIDC provider ({issuer}) asks for a subject: type alice (or any name).
  2. Pick "Quick look (time limit 2m)" and start the server.
  3. In a JupyterLab terminal:
       curl -s $JUPYTERHUB_SIDECARS_WALLTIME_URL/status      # the countdown
+      cat $BEARER_TOKEN_FILE                                 # a fresh access token
+      curl -s $JUPYTERHUB_SIDECARS_TOKEN_URL/v1/token        # the same, with its expiry
+      curl -s -H "Authorization: Bearer $(cat $BEARER_TOKEN_FILE)" {issuer}/userinfo
  4. Watch the server stop after two minutes; your files stay in {state}/home.
 
  Operators: walltime metrics at

@@ -113,8 +113,21 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
 
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)
-        await asyncio.gather(*(self._stop_pid(pid) for pid in self.sidecar_pids.values()))
-        self.sidecar_pids = {}
+        await self._stop_sidecars()
+
+    async def poll(self) -> int | None:
+        """A notebook that died takes its sidecars with it, as a deleted pod would.
+
+        JupyterHub does not call stop() for a server it finds dead, so this is the place.
+        """
+        status: int | None = await super().poll()
+        if status is not None and self.sidecar_pids:
+            await self._stop_sidecars()
+        return status
+
+    async def _stop_sidecars(self) -> None:
+        pids, self.sidecar_pids = self.sidecar_pids, {}
+        await asyncio.gather(*(self._stop_pid(pid) for pid in pids.values()))
         self._processes = []
         if self.run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -147,8 +160,14 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
         self.run_dir = state.get("run_dir")
 
     def clear_state(self) -> None:
+        """Forget the notebook, not the sidecars: they are forgotten once stopped.
+
+        LocalProcessSpawner.poll() clears the state as soon as the notebook is gone, before
+        stop() or the hub's cleanup run; dropping the sidecar pids there would leak them.
+        """
+        pids, run_dir = self.sidecar_pids, self.run_dir
         super().clear_state()
-        self.sidecar_pids = {}
+        self.sidecar_pids, self.run_dir = pids, run_dir
 
 
 def _alive(pid: int) -> bool:

@@ -58,7 +58,9 @@ class WalltimeSidecar:
         if server.started is None:
             log.info("server is not running; nothing to count down", extra=self._who)
             return 0
-        self.countdown = Countdown(server.started, self.settings.limit, self.settings.warn)
+        # A "10 minutes left" warning makes no sense for a 2-minute session.
+        warnings = tuple(w for w in self.settings.warn if w < self.settings.limit)
+        self.countdown = Countdown(server.started, self.settings.limit, warnings)
         await self._wait_for_deadline(self.countdown, server)
         return await self._stop()
 

@@ -1,0 +1,98 @@
+"""`make demo` as a newcomer runs it: the banner, an OIDC login, a session with its sidecars."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.hub import process_env
+from tests.oidc import log_in
+from tests.tools import REPO, VENV_BIN
+
+pytestmark = pytest.mark.slow
+
+OFFSETS = (0, 1, 81, 766, 1400)  # hub, proxy API, hub API, backstop, OIDC provider
+
+
+def free_base_port() -> int:
+    for base in range(21000, 40000, 1500):
+        ports_free = True
+        for offset in OFFSETS:
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", base + offset))
+                except OSError:
+                    ports_free = False
+                    break
+        if ports_free:
+            return base
+    raise RuntimeError("no free ports for the demo")
+
+
+def test_demo_starts_logs_in_through_oidc_and_equips_the_server(tmp_path: Path) -> None:
+    port = free_base_port()
+    output = tmp_path / "demo.log"
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{REPO / 'node_modules' / '.bin'}:"
+                                 f"{os.environ['PATH']}"}
+    demo = subprocess.Popen([str(VENV_BIN / "jupyterhub-sidecars"), "demo", "--port", str(port),
+                             "--dir", str(tmp_path / "state")],
+                            stdout=output.open("wb"), stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "demo is running" not in output.read_text(errors="replace"):
+            assert demo.poll() is None, output.read_text()[-3000:]
+            assert time.monotonic() < deadline, output.read_text()[-3000:]
+            time.sleep(0.3)
+        banner = output.read_text()
+        assert f"http://127.0.0.1:{port}/hub/login" in banner
+        assert "Quick look" in banner and "$BEARER_TOKEN_FILE" in banner
+
+        browser = log_in(f"http://127.0.0.1:{port}", "alice")
+        form = browser.get("/hub/spawn")
+        assert "(time limit 2m)" in form.text
+        action = re.search(r'id="spawn_form"\s+action="([^"]+)"', form.text)
+        assert action
+        browser.post(action.group(1), data={"profile": "quick"})
+        notebook = _wait_for_notebook("alice")
+        status = httpx.get(notebook["JUPYTERHUB_SIDECARS_WALLTIME_URL"] + "/status",
+                           timeout=5).json()
+        assert status["limit"] == 120 and status["warnings"] == [60]
+        token = Path(notebook["BEARER_TOKEN_FILE"]).read_text().strip()
+        userinfo = httpx.get(f"http://127.0.0.1:{port + 1400}/userinfo", timeout=5,
+                             headers={"Authorization": f"Bearer {token}"})
+        assert userinfo.json()["uidNumber"] == 1001
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)
+        assert demo.wait(30) == 0
+    assert not _notebook_of("alice"), "Ctrl-C should leave no server behind"
+
+
+def _notebook_of(user: str) -> dict[str, str] | None:
+    for pid in subprocess.run(["pgrep", "-f", "jupyterhub-singleuser"], capture_output=True,
+                              text=True, check=False).stdout.split():
+        try:
+            env = process_env(int(pid))
+        except OSError:
+            continue
+        if env.get("JUPYTERHUB_USER") == user and "BEARER_TOKEN_FILE" in env:
+            return env
+    return None
+
+
+def _wait_for_notebook(user: str, timeout: float = 60) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        env = _notebook_of(user)
+        if env and Path(env["BEARER_TOKEN_FILE"]).exists():
+            return env
+        time.sleep(0.3)
+    raise AssertionError("the demo's notebook server did not start with its sidecars")
