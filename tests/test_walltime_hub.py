@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,10 +20,10 @@ pytestmark = pytest.mark.slow
 
 def pid_alive(pid: int) -> bool:
     try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return state != "Z"
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def started_at(model: dict) -> float:
