@@ -49,6 +49,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# Real clients the tests use: oidc-token (oidc-agent-cli) talks to the tokenhelper's socket.
+command -v oidc-token >/dev/null || apt_install oidc-agent-cli
+
 # Node.js + npm for configurable-http-proxy.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt_install nodejs npm

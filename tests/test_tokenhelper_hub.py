@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from services.hub.hooks import token_note, tokenhelper_scopes
 from tests.hub import Hub, process_env
 from tests.oidc import OidcProvider, log_in
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.slow
 
@@ -52,9 +54,14 @@ def start_logged_in(hub: Hub, user: str) -> dict[str, str]:
 
 def test_notebook_gets_fresh_access_tokens_three_ways(oidc_hub: Hub,
                                                       provider: OidcProvider) -> None:
+    oidc_token = require_tool("oidc-token")
     env = start_logged_in(oidc_hub, "alice")
     base = f"http://127.0.0.1:{env['TOKENHELPER_PORT']}"
-    bearer_file = Path(env["TOKENHELPER_RUN_DIR"]) / f"bt_u{os.geteuid()}"
+    model = oidc_hub.server_model("alice")
+    assert model is not None
+    notebook = process_env(int(model["state"]["pid"]))
+    bearer_file = Path(notebook["BEARER_TOKEN_FILE"])
+    assert bearer_file == Path(env["TOKENHELPER_RUN_DIR"]) / f"bt_u{os.geteuid()}"
 
     # The login's access token lives 10 s; auth_state does not say when it was issued, so the
     # helper refreshes once at start. (oidc-provider-mock then issues 3600 s tokens whatever
@@ -65,13 +72,18 @@ def test_notebook_gets_fresh_access_tokens_three_ways(oidc_hub: Hub,
         text = httpx.get(base + "/token", timeout=10).text.strip()
         body = httpx.get(base + "/v1/token", timeout=10).json()
         from_file = bearer_file.read_text().strip()
-        requests += 2
-        assert text == body["access_token"] == from_file
+        agent = subprocess.run([oidc_token, "facility"], capture_output=True, text=True,
+                               env={**os.environ, "OIDC_SOCK": notebook["OIDC_SOCK"]},
+                               timeout=20, check=False)
+        requests += 3
+        assert agent.returncode == 0, agent.stderr
+        assert text == body["access_token"] == from_file == agent.stdout.strip()
         assert provider.userinfo_status(text) == 200
         assert body["token_type"] == "Bearer"
         assert 3500 < body["expires_in"] <= 3600
         time.sleep(0.5)
     assert stat.S_IMODE(bearer_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(notebook["OIDC_SOCK"]).stat().st_mode) == 0o600
     assert stat.S_IMODE(bearer_file.parent.stat().st_mode) == 0o700
     refreshed = list(oidc_hub.log_records(message="access token refreshed", user="alice"))
     assert len(refreshed) == 1, f"{len(refreshed)} refreshes for {requests} requests"
@@ -119,6 +131,7 @@ def test_notebook_sees_access_tokens_only(oidc_hub: Hub) -> None:
         httpx.get(base + "/metrics").text
     for secret in secrets:
         assert secret not in served
+    # The sidecars log into the hub's output; none of it may carry a secret.
     hub_log = oidc_hub.log_path.read_text()
-    assert auth_state["refresh_token"] not in hub_log.replace(
-        "refresh_token", "")  # the JSON logs of the sidecars are in the hub log
+    for secret in secrets:
+        assert secret not in hub_log

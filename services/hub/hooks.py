@@ -195,6 +195,7 @@ def add_tokenhelper_sidecar(plan: SidecarPlan, *, api_url: str, user: str, token
     plan.shared_dir = run_dir
     plan.notebook_env.update({
         "BEARER_TOKEN_FILE": f"{run_dir}/bt_u{uid}",
+        "OIDC_SOCK": f"{run_dir}/oidc-agent.sock",
         "JUPYTERHUB_SIDECARS_TOKEN_URL": f"http://127.0.0.1:{port}",
     })
 

@@ -18,6 +18,7 @@ from services.runtime.settings import (
     load_settings,
 )
 from services.runtime.webapp import make_app, run_service
+from services.tokenhelper.agent_socket import AgentSocket
 from services.tokenhelper.bearer_file import prepare_run_dir, write_token_async
 from services.tokenhelper.broker import TokenBroker, TokenUnavailable
 from services.tokenhelper.provider import Provider
@@ -70,10 +71,13 @@ async def _run(settings: TokenhelperSettings) -> int:
         broker.on_new_token(publish)
         app = make_app(registry, healthy=lambda: broker.current is not None)
         add_routes(app, broker)
+        agent = AgentSocket(broker, settings.oidc_issuer)
+        await agent.start(settings.agent_socket, settings.owner_uid)
         try:
             return await run_service(app, lambda: keep_fresh(broker, refreshes),
                                      host=settings.host, port=settings.port)
         finally:
+            await agent.close()
             await provider.aclose()
 
 

@@ -62,6 +62,11 @@ class TokenhelperSettings(BaseSettings):
         return self.uid if self.uid is not None else os.geteuid()
 
     @property
+    def agent_socket(self) -> Path:
+        """The oidc-agent compatible socket: ``OIDC_SOCK`` in the notebook."""
+        return self.run_dir / "oidc-agent.sock"
+
+    @property
     def bearer_token_file(self) -> Path:
         """WLCG bearer token discovery: ``$XDG_RUNTIME_DIR/bt_u<uid>``."""
         return self.run_dir / f"bt_u{self.owner_uid}"
