@@ -79,7 +79,8 @@ async def test_tampered_request_gets_no_answer(tmp_path: Path) -> None:
         client_pk, client_sk = sodium.crypto_box_keypair()
         writer.write(base64.b64encode(client_pk))
         server_pk = base64.b64decode(await reader.read(1024))
-        sealed = bytearray(encrypt('{"request":"access_token","account":"x"}', server_pk, client_sk))
+        request = '{"request":"access_token","account":"x"}'
+        sealed = bytearray(encrypt(request, server_pk, client_sk))
         sealed[-5] = ord("A") if sealed[-5] != ord("A") else ord("B")  # flip the MAC/cipher
         writer.write(bytes(sealed))
         assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, nothing told
@@ -90,7 +91,7 @@ async def test_tampered_request_gets_no_answer(tmp_path: Path) -> None:
         client_pk, client_sk = sodium.crypto_box_keypair()
         writer.write(base64.b64encode(client_pk))
         server_pk = base64.b64decode(await reader.read(1024))
-        writer.write(encrypt('{"request":"access_token","account":"x"}', server_pk, client_sk))
+        writer.write(encrypt(request, server_pk, client_sk))
         answer = await asyncio.wait_for(reader.read(), 5)
         assert b"the-access-token" not in answer
         assert '"access_token": "the-access-token"' in decrypt(answer, server_pk, client_sk)
