@@ -88,6 +88,13 @@ class WalltimeSidecar:
         try:
             outcome = await self.hub.stop_server(self.settings.user, self.settings.server_name,
                                                  backoff=PERSISTENT)
+        except asyncio.CancelledError:
+            # The hub answers a DELETE only once the server is down, and taking the server
+            # down stops this container: a SIGTERM here means the stop is under way.
+            self.stop_accepted = True
+            log.info("terminated while the hub stops the server", extra={
+                **self._who, "hub_requests": self.hub_requests + 1})  # + the one in flight
+            raise
         except HubAuthError as exc:
             log.error("the hub refused to stop the server: %s", exc, extra=self._who)
             return 1
