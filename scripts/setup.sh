@@ -51,6 +51,8 @@ fi
 
 # Real clients the tests use: oidc-token (oidc-agent-cli) talks to the tokenhelper's socket.
 command -v oidc-token >/dev/null || apt_install oidc-agent-cli
+# ... and the NorduGrid ARC 6 client sends the tokenhelper's bearer token.
+command -v arccp >/dev/null || apt_install nordugrid-arc-client
 
 # Node.js + npm for configurable-http-proxy.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -28,12 +28,23 @@ def build_parser() -> argparse.ArgumentParser:
                     "access token on 127.0.0.1, in the bearer token file and on a socket.")
     tokenhelper.add_arguments(tokenhelper_parser)
     tokenhelper_parser.set_defaults(run=tokenhelper.main)
+    arc_parser = commands.add_parser(
+        "arc-profile", help="print the shell snippet that lets ARC 6 commands use the token",
+        description="Print /etc/profile.d/arc-token.sh for notebook images (see README).")
+    arc_parser.set_defaults(run=_print_arc_profile)
     demo_parser = commands.add_parser(
         "demo", help="run JupyterHub with the sidecars on this machine (make demo)",
         description="Start a real JupyterHub on 127.0.0.1 with the local spawner and hooks.")
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(run=demo.main)
     return parser
+
+
+def _print_arc_profile(_: argparse.Namespace) -> int:
+    from services.tokenhelper.arc import profile_snippet
+
+    print(profile_snippet(), end="")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

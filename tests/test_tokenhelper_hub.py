@@ -84,6 +84,8 @@ def test_notebook_gets_fresh_access_tokens_three_ways(oidc_hub: Hub,
         time.sleep(0.5)
     assert stat.S_IMODE(bearer_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(Path(notebook["OIDC_SOCK"]).stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(notebook["JUPYTERHUB_SIDECARS_ARC_KEY"]).stat().st_mode) == 0o400
+    assert Path(notebook["JUPYTERHUB_SIDECARS_ARC_CERT"]).exists()
     assert stat.S_IMODE(bearer_file.parent.stat().st_mode) == 0o700
     refreshed = list(oidc_hub.log_records(message="access token refreshed", user="alice"))
     assert len(refreshed) == 1, f"{len(refreshed)} refreshes for {requests} requests"

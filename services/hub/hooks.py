@@ -11,6 +11,7 @@ and configure them under ``hub.config.Sidecars`` (see the README's configuration
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from traitlets import Bool, Dict, Integer, Unicode
@@ -196,6 +197,8 @@ def add_tokenhelper_sidecar(plan: SidecarPlan, *, api_url: str, user: str, token
     plan.notebook_env.update({
         "BEARER_TOKEN_FILE": f"{run_dir}/bt_u{uid}",
         "OIDC_SOCK": f"{run_dir}/oidc-agent.sock",
+        "JUPYTERHUB_SIDECARS_ARC_CERT": f"{run_dir}/arc-placeholder-cert.pem",
+        "JUPYTERHUB_SIDECARS_ARC_KEY": f"{run_dir}/arc-placeholder-key.pem",
         "JUPYTERHUB_SIDECARS_TOKEN_URL": f"http://127.0.0.1:{port}",
     })
 
@@ -250,8 +253,6 @@ def _run_dir_for(spawner: Any, default: str) -> str:
 
 def _uid_for(spawner: Any) -> int:
     """The notebook's uid: KubeSpawner's ``uid`` (Z2JH singleuser.uid), else our own."""
-    import os
-
     uid = getattr(spawner, "uid", None)
     return int(uid) if isinstance(uid, int) else os.geteuid()
 

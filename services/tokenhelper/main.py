@@ -19,6 +19,7 @@ from services.runtime.settings import (
 )
 from services.runtime.webapp import make_app, run_service
 from services.tokenhelper.agent_socket import AgentSocket
+from services.tokenhelper.arc import write_placeholder
 from services.tokenhelper.bearer_file import prepare_run_dir, write_token_async
 from services.tokenhelper.broker import TokenBroker, TokenUnavailable
 from services.tokenhelper.provider import Provider
@@ -48,6 +49,7 @@ async def _run(settings: TokenhelperSettings) -> int:
     configure_logging("tokenhelper", settings.log_level)
     assert settings.api_token is not None and settings.client_secret is not None
     await asyncio.to_thread(prepare_run_dir, settings.run_dir, settings.owner_uid)
+    await asyncio.to_thread(write_placeholder, settings.run_dir, settings.owner_uid)
     registry = CollectorRegistry()
     expiry = Gauge(f"{PREFIX}_tokenhelper_access_token_expiry_timestamp_seconds",
                    "When the access token handed out now expires (Unix time).",

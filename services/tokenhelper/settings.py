@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Self
 
@@ -57,8 +58,6 @@ class TokenhelperSettings(BaseSettings):
 
     @property
     def owner_uid(self) -> int:
-        import os
-
         return self.uid if self.uid is not None else os.geteuid()
 
     @property
