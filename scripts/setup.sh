@@ -14,7 +14,11 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 apt_install() {
   # Debian packages, installed only when missing, only where we may (root + apt).
   local missing=()
-  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  for pkg in "$@"; do
+    # "install ok installed" only: a removed package keeps a dpkg entry (config-files).
+    [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] \
+      || missing+=("$pkg")
+  done
   [ ${#missing[@]} -eq 0 ] && return 0
   command -v apt-get >/dev/null || die "need Debian packages: ${missing[*]} (no apt-get here)"
   local sudo=""
