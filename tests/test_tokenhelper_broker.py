@@ -117,3 +117,48 @@ def test_tokens_from_auth_state_and_refresh_responses() -> None:
                                      "refresh_token": "r2"}, now=1000)
     assert rotated.refresh_token == "r2" and rotated.auth_state["refresh_token"] == "r2"
     assert "r1" not in repr(rotated) and "a3" not in repr(rotated)  # secrets stay out of logs
+
+
+class RotatingProvider:
+    """A stand-in for a provider that rotates refresh tokens (one use each), until the
+    glewlwyd-based test lands: it checks the broker's write-back logic, not a provider."""
+
+    def __init__(self) -> None:
+        self.valid = {"r0"}
+        self.issued = 0
+
+    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+        from services.tokenhelper.provider import InvalidGrant
+
+        if refresh_token not in self.valid:
+            raise InvalidGrant("refresh token already used")
+        self.valid.discard(refresh_token)
+        self.issued += 1
+        new = f"r{self.issued}"
+        self.valid.add(new)
+        return {"access_token": f"a{self.issued}", "expires_in": 300, "refresh_token": new}
+
+
+async def test_rotated_refresh_tokens_are_written_back_to_the_hub() -> None:
+    store = AuthStateStore({"access_token": "a0", "refresh_token": "r0", "id_token": "i0"})
+    provider = RotatingProvider()
+    now = [1_000_000.0]
+    broker = TokenBroker(store, "alice", provider, min_valid=60,  # type: ignore[arg-type]
+                         write_back=True, clock=lambda: now[0])
+    assert (await broker.token()).value == "a1"
+    assert [w["refresh_token"] for w in store.writes] == ["r1"]
+    assert store.writes[0]["id_token"] == "i0"  # the rest of auth_state is kept
+
+    # The hub refreshed meanwhile (OAuthenticator.refresh_user) and used up r1.
+    provider.valid = {"r-hub"}
+    store.state = {"access_token": "a-hub", "refresh_token": "r-hub"}
+    now[0] += 290  # 10 s left: refresh due
+    assert (await broker.token()).value == "a2"  # invalid_grant, re-read auth_state, retry
+    assert store.writes[-1]["refresh_token"] == "r2"
+
+
+async def test_without_write_back_the_hub_is_never_written() -> None:
+    store = AuthStateStore({"access_token": "a0", "refresh_token": "r0"})
+    broker = TokenBroker(store, "alice", RotatingProvider(), min_valid=60)  # type: ignore[arg-type]
+    await broker.token()
+    assert store.writes == []
