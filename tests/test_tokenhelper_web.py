@@ -1,0 +1,64 @@
+"""/token and /v1/token over HTTP, against the real OIDC provider."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry
+
+from services.runtime.webapp import make_app
+from services.tokenhelper.broker import TokenBroker
+from services.tokenhelper.provider import Provider
+from services.tokenhelper.web import add_routes
+from tests.oidc import OidcProvider, auth_state_for
+from tests.test_tokenhelper_broker import AuthStateStore
+
+
+@pytest.fixture
+def provider(tmp_path) -> Iterator[OidcProvider]:
+    instance = OidcProvider(tmp_path / "provider.log")
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+async def test_200_concurrent_requests_one_refresh_then_503_when_the_provider_is_gone(
+        provider: OidcProvider) -> None:
+    store = AuthStateStore(auth_state_for(provider, "alice"))
+    now = [time.time()]
+    broker = TokenBroker(store, "alice",  # type: ignore[arg-type]
+                         Provider(provider.issuer, "jupyterhub", "secret"), min_valid=60,
+                         clock=lambda: now[0])
+    app = make_app(CollectorRegistry())
+    add_routes(app, broker)
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as http:
+        async def get(path: str) -> tuple[int, str]:
+            async with http.get(server.make_url(path)) as response:
+                return response.status, await response.text()
+
+        answers = await asyncio.gather(*(get("/token") for _ in range(200)))
+        assert {status for status, _ in answers} == {200}
+        tokens = {body.strip() for _, body in answers}
+        assert len(tokens) == 1 and provider.userinfo_status(tokens.pop()) == 200
+        assert broker.refreshes == 1
+        assert provider.log_path.read_text().count("POST /oauth2/token") == 2  # login + 1
+
+        status, body = await get("/v1/token?min_valid=abc")
+        assert status == 400 and "min_valid" in body
+
+        provider.stop()
+        now[0] += 3600 - 30  # below min_valid: the refresh fails, the cache still serves
+        assert (await get("/token"))[0] == 200
+        now[0] += 60  # expired
+        status, body = await get("/token")
+        assert status == 503
+        assert "provider is unreachable and the last access token has expired" in body
+        async with http.get(server.make_url("/v1/token")) as response:
+            assert response.status == 503
+            assert (await response.json())["error"] == "token_unavailable"
+            assert response.headers["Cache-Control"] == "no-store"
