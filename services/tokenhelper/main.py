@@ -68,7 +68,6 @@ async def _run(settings: TokenhelperSettings) -> int:
                                     settings.owner_uid)
             if access.expires_at is not None:
                 expiry.set(access.expires_at)
-            refreshes.inc(0)
 
         broker.on_new_token(publish)
         app = make_app(registry, healthy=lambda: broker.current is not None)
