@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
@@ -21,11 +23,9 @@ apt_install() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   command -v apt-get >/dev/null || die "need Debian packages: ${missing[*]} (no apt-get here)"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   say "installing Debian packages: ${missing[*]}"
-  $sudo apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
 }
 
@@ -57,6 +57,12 @@ fi
 command -v oidc-token >/dev/null || apt_install oidc-agent-cli
 # ... and the NorduGrid ARC 6 client sends the tokenhelper's bearer token.
 command -v arccp >/dev/null || apt_install nordugrid-arc-client
+# ... and glewlwyd is the OIDC provider that rotates refresh tokens. Its package asks a
+# configuration question that breaks a non-interactive install unless answered first.
+if ! command -v glewlwyd >/dev/null; then
+  echo "glewlwyd glewlwyd/config_type select No configuration" | $SUDO debconf-set-selections
+  apt_install glewlwyd
+fi
 
 # Node.js + npm for configurable-http-proxy.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -33,6 +33,7 @@ class Hub:
     state_dir: Path
     backstop: bool = False
     oidc_issuer: str | None = None
+    oidc_kind: str = "oidc-provider-mock"
     port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
     proxy_api_port: int = field(default_factory=free_port)
@@ -64,6 +65,7 @@ class Hub:
             env["TEST_BACKSTOP_PORT"] = str(self.backstop_port)
         if self.oidc_issuer:
             env["TEST_OIDC_ISSUER"] = self.oidc_issuer
+            env["TEST_OIDC_KIND"] = self.oidc_kind
             env["JUPYTERHUB_CRYPT_KEY"] = secrets.token_hex(32)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from services.demo.hubconfig import configure
+from services.demo.hubconfig import OidcClient, configure
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821
 
@@ -15,6 +15,18 @@ TEST_PROFILES = [
     {"display_name": "Long", "slug": "long", "walltime": "12h", "default": True},
     {"display_name": "Unlimited", "slug": "unlimited", "walltime": "none"},
 ]
+
+def oidc_client() -> OidcClient | None:
+    issuer = os.environ.get("TEST_OIDC_ISSUER")
+    if not issuer:
+        return None
+    if os.environ.get("TEST_OIDC_KIND") == "glewlwyd":
+        return OidcClient(issuer, f"{issuer}/auth", f"{issuer}/token", f"{issuer}/userinfo",
+                          client_secret="glewlwyd-client-secret", scope=("openid",),
+                          # glewlwyd insists on a nonce, which OAuthenticator does not send
+                          authorize_params=(("nonce", "test-only-nonce"),))
+    return OidcClient.oidc_provider_mock(issuer)
+
 
 backstop = None
 if os.environ.get("TEST_BACKSTOP_PORT"):
@@ -31,8 +43,13 @@ configure(
     backstop=backstop,
     services=[{"name": "test-admin", "api_token": os.environ["TEST_ADMIN_TOKEN"]}],
     roles=[{"name": "admin", "services": ["test-admin"]}],
-    oidc_issuer=os.environ.get("TEST_OIDC_ISSUER") or None,
+    oidc=oidc_client(),
 )
 c.Sidecars.walltime_warn = "10s,5s"
 c.Sidecars.walltime_token_margin = "1m"
 c.JupyterHub.log_level = "DEBUG" if os.environ.get("TEST_HUB_DEBUG") else "INFO"
+
+if os.environ.get("TEST_OIDC_KIND") == "glewlwyd":
+    # A provider that rotates refresh tokens and issues 10 s access tokens.
+    c.Sidecars.tokenhelper_write_back = True
+    c.Sidecars.tokenhelper_min_valid = "2s"

@@ -103,7 +103,15 @@ def test_profiles_have_valid_walltimes_and_unique_slugs(values: dict[str, Any]) 
     assert len(set(slugs)) == len(slugs)
     limits = {slug_of(p): walltime_of(p, values["hub"]["config"]["Sidecars"]["walltime_default"])
               for p in profiles}
-    assert limits == {"a100-shared": 12 * 3600, "a100-10g-quick": 1800, "cpu-small": 8 * 3600}
+    assert limits == {"a100-shared": 12 * 3600, "a100-10g-quick": 1800, "arc": 12 * 3600,
+                      "cpu-small": 8 * 3600}
+
+
+def test_tokenhelper_service_and_role(values: dict[str, Any]) -> None:
+    assert values["hub"]["services"]["tokenhelper"] == {}  # API-only: owns tokens, runs nothing
+    role = values["hub"]["loadRoles"]["tokenhelper"]
+    assert sorted(role["scopes"]) == ["admin:auth_state", "read:users:name"]
+    assert values["hub"]["config"]["GenericOAuthenticator"]["enable_auth_state"] is True
 
 
 def test_backstop_service_is_least_privilege(values: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,25 +38,46 @@ def proxy_command() -> str:
     raise SystemExit("configurable-http-proxy not found: run `make setup` (npm ci) first")
 
 
-def use_oidc_login(c: Any, issuer: str, port: int) -> None:
+@dataclass(frozen=True)
+class OidcClient:
+    """Where the hub logs users in: the provider's endpoints and the hub's client there."""
+
+    issuer: str
+    authorize_url: str
+    token_url: str
+    userdata_url: str
+    client_id: str = "jupyterhub"
+    client_secret: str = "demo-client-secret"  # noqa: S105 - the local demo provider's
+    scope: tuple[str, ...] = ("openid", "profile")
+    authorize_params: tuple[tuple[str, str], ...] = ()  # extra query parameters, e.g. nonce
+
+    @classmethod
+    def oidc_provider_mock(cls, issuer: str) -> OidcClient:
+        return cls(issuer, f"{issuer}/oauth2/authorize", f"{issuer}/oauth2/token",
+                   f"{issuer}/userinfo")
+
+
+def use_oidc_login(c: Any, client: OidcClient, port: int) -> None:
     """Log in through an OIDC provider, keep its tokens in auth_state, add the tokenhelper.
 
     The hub needs JUPYTERHUB_CRYPT_KEY in its environment to encrypt auth_state.
     """
     c.JupyterHub.authenticator_class = "generic-oauth"
     oauth = c.GenericOAuthenticator
-    oauth.client_id = "jupyterhub"
-    oauth.client_secret = "demo-client-secret"  # noqa: S105 - the local demo provider's
+    oauth.client_id = client.client_id
+    oauth.client_secret = client.client_secret
     oauth.oauth_callback_url = f"http://127.0.0.1:{port}/hub/oauth_callback"
-    oauth.authorize_url = f"{issuer}/oauth2/authorize"
-    oauth.token_url = f"{issuer}/oauth2/token"
-    oauth.userdata_url = f"{issuer}/userinfo"
-    oauth.scope = ["openid", "profile"]
+    oauth.authorize_url = client.authorize_url
+    oauth.token_url = client.token_url
+    oauth.userdata_url = client.userdata_url
+    oauth.scope = list(client.scope)
+    if client.authorize_params:
+        oauth.extra_authorize_params = dict(client.authorize_params)
     oauth.username_claim = "sub"
     oauth.enable_auth_state = True
     oauth.allow_all = True
     c.Sidecars.tokenhelper_enabled = True
-    c.Sidecars.tokenhelper_oidc_issuer = issuer
+    c.Sidecars.tokenhelper_oidc_issuer = client.issuer
 
 
 def configure(
@@ -70,7 +92,7 @@ def configure(
     services: list[dict[str, Any]] | None = None,
     roles: list[dict[str, Any]] | None = None,
     cleanup_servers: bool = False,
-    oidc_issuer: str | None = None,
+    oidc: OidcClient | None = None,
 ) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     c.JupyterHub.ip = "127.0.0.1"
@@ -101,11 +123,13 @@ def configure(
 
     all_services = list(services or [])
     all_roles = list(roles or [])
-    if oidc_issuer:
-        use_oidc_login(c, oidc_issuer, port)
+    if oidc:
+        use_oidc_login(c, oidc, port)
         all_services.append({"name": "tokenhelper"})
+        # admin:users only matters with c.Sidecars.tokenhelper_write_back; tokens are minted
+        # per server with the subset the settings need, filtered to one user.
         all_roles.append({"name": "tokenhelper",
-                          "scopes": ["admin:auth_state", "read:users:name"],
+                          "scopes": ["admin:auth_state", "read:users:name", "admin:users"],
                           "services": ["tokenhelper"]})
     if backstop is not None:
         all_services.append({

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from services.demo.hubconfig import configure
+from services.demo.hubconfig import OidcClient, configure
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821 - provided by JupyterHub
 
@@ -16,5 +16,6 @@ configure(
     backstop={"WALLTIME_INTERVAL": "30s", "WALLTIME_GRACE": "30s",
               "WALLTIME_PORT": os.environ.get("SIDECARS_DEMO_BACKSTOP_PORT", "8766")},
     cleanup_servers=True,  # Ctrl-C on the demo leaves no process behind
-    oidc_issuer=os.environ.get("SIDECARS_DEMO_OIDC_ISSUER") or None,
+    oidc=OidcClient.oidc_provider_mock(os.environ["SIDECARS_DEMO_OIDC_ISSUER"])
+    if os.environ.get("SIDECARS_DEMO_OIDC_ISSUER") else None,
 )

@@ -76,9 +76,11 @@ class TokenBroker:
                 return  # refreshed by whoever held the lock before us
             if self._tokens is None:
                 self._tokens = await self._read_auth_state()
-                if self.refresh_due_in(min_valid) > 0:
-                    await self._announce()
-                    return
+            else:
+                await self._adopt_newer_from_hub()
+            if self.refresh_due_in(min_valid) > 0:
+                await self._announce()
+                return
             try:
                 await self._refresh_at_provider(self._tokens)
             except ProviderError as exc:
@@ -90,6 +92,25 @@ class TokenBroker:
                     return
                 raise TokenUnavailable(f"the identity provider is unreachable and the last "
                                        f"access token has expired ({exc})") from None
+
+    async def _adopt_newer_from_hub(self) -> bool:
+        """Before refreshing, take the hub's auth_state if the hub refreshed meanwhile.
+
+        With a rotating provider, using a refresh token the hub has already used may make
+        the provider revoke the whole token family (reuse detection), so the check has to come
+        before the refresh, not after a failure. One hub read per refresh, i.e. per lifetime.
+        """
+        assert self._tokens is not None
+        try:
+            latest = await self._read_auth_state()
+        except TokenUnavailable as exc:  # the hub is down: refresh with what we have
+            log.warning("could not check the hub's auth_state", extra={"error": str(exc)})
+            return False
+        if latest.refresh_token and latest.refresh_token != self._tokens.refresh_token:
+            log.info("the hub refreshed the tokens meanwhile; using its newer ones")
+            self._tokens = latest
+            return True
+        return False
 
     async def _refresh_at_provider(self, tokens: TokenSet) -> None:
         if not tokens.refresh_token:

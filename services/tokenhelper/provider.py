@@ -64,6 +64,12 @@ class Provider:
             if exc.error == "invalid_grant":
                 raise InvalidGrant(exc.description or "invalid_grant") from None
             raise ProviderError(f"refresh failed: {exc.error}") from None
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == 400:
+                # RFC 6749 §5.2 puts invalid_grant in a 400 body; some providers (glewlwyd)
+                # send the 400 for a used or expired refresh token with no body at all.
+                raise InvalidGrant("the token endpoint answered 400") from None
+            raise ProviderError(f"refresh failed: HTTP {exc.response.status_code}") from None
         except (httpx.HTTPError, ValueError) as exc:
             raise ProviderError(f"refresh failed: {type(exc).__name__}: {exc}") from None
         return dict(token)
