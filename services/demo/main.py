@@ -119,6 +119,7 @@ def _banner(port: int, state: Path, issuer: str) -> str:
       curl -s $JUPYTERHUB_SIDECARS_WALLTIME_URL/status      # the countdown
       cat $BEARER_TOKEN_FILE                                 # a fresh access token
       curl -s $JUPYTERHUB_SIDECARS_TOKEN_URL/v1/token        # the same, with its expiry
+      oidc-token demo                                        # via $OIDC_SOCK (oidc-agent-cli)
       curl -s -H "Authorization: Bearer $(cat $BEARER_TOKEN_FILE)" {issuer}/userinfo
  4. Watch the server stop after two minutes; your files stay in {state}/home.
 
