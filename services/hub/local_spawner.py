@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from jupyterhub.utils import random_port
 from traitlets import Float, List, default
@@ -37,6 +38,8 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
         help="KubeSpawner-style profiles ({display_name, slug, description, walltime, default}).")
     sidecar_stop_timeout = Float(5.0, config=True,
                                  help="Seconds a sidecar gets after SIGTERM before SIGKILL.")
+    sidecar_start_timeout = Float(15.0, config=True,
+                                  help="Seconds to wait for a sidecar to listen at start.")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -94,6 +97,7 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
         try:
             for sidecar in self._plan.sidecars:
                 self.sidecar_pids[sidecar.name] = await self._start_sidecar(sidecar)
+            await asyncio.gather(*(self._wait_listening(s) for s in self._plan.sidecars))
         except Exception:
             await self.stop(now=True)
             raise
@@ -110,6 +114,20 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
         self.log.info("started sidecar %s (pid %s) for %s", sidecar.name, process.pid,
                       self._log_name)
         return process.pid
+
+    async def _wait_listening(self, sidecar: Sidecar) -> None:
+        """Like a pod's startup: the server counts as started once its sidecars answer."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.sidecar_start_timeout
+        async with httpx.AsyncClient(timeout=2) as http:
+            while loop.time() < deadline:
+                try:
+                    await http.get(f"http://127.0.0.1:{sidecar.port}/healthz")
+                    return
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+        self.log.warning("sidecar %s of %s not answering after %ss", sidecar.name,
+                         self._log_name, self.sidecar_start_timeout)
 
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)
