@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.hub import Hub
+from tests.oidc import OidcProvider
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +38,12 @@ def _stop_all_servers(hub: Hub) -> None:
     for user in response.json():
         for name in user.get("servers", {}):
             hub.api("DELETE", hub.server_path(user["name"], name))
+
+
+@pytest.fixture
+def provider(tmp_path: Path) -> Iterator[OidcProvider]:
+    """A fresh oidc-provider-mock (modules with a shared provider override this)."""
+    instance = OidcProvider(tmp_path / "provider.log")
+    instance.start()
+    yield instance
+    instance.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -33,14 +32,6 @@ class AuthStateStore:
 
     async def set_auth_state(self, user: str, state: dict[str, Any]) -> None:
         self.writes.append(state)
-
-
-@pytest.fixture
-def provider(tmp_path) -> Iterator[OidcProvider]:
-    instance = OidcProvider(tmp_path / "provider.log")
-    instance.start()
-    yield instance
-    instance.stop()
 
 
 def broker_for(provider: OidcProvider, store: AuthStateStore, **kwargs: Any) -> TokenBroker:

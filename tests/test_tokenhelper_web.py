@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import aiohttp
-import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
@@ -17,14 +15,6 @@ from services.tokenhelper.provider import Provider
 from services.tokenhelper.web import add_routes
 from tests.oidc import OidcProvider, auth_state_for
 from tests.test_tokenhelper_broker import AuthStateStore
-
-
-@pytest.fixture
-def provider(tmp_path) -> Iterator[OidcProvider]:
-    instance = OidcProvider(tmp_path / "provider.log")
-    instance.start()
-    yield instance
-    instance.stop()
 
 
 async def test_200_concurrent_requests_one_refresh_then_503_when_the_provider_is_gone(
