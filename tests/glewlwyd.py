@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import sqlite3
 import subprocess
-import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import httpx
 
 from tests.hub import free_port
-from tests.tools import require_tool
+from tests.tools import require_tool, wait_http
 
 SCHEMA = Path("/usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz")
 CLIENT_ID, CLIENT_SECRET = "jupyterhub", "glewlwyd-client-secret"
@@ -108,14 +107,7 @@ class Glewlwyd:
         self.process = subprocess.Popen([binary, "-c", str(conf)],
                                         stdout=self.log_path.open("ab"),
                                         stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{self.port}/", timeout=1)
-                return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise RuntimeError(f"glewlwyd did not start:\n{self.log_path.read_text()[-2000:]}")
+        wait_http(f"http://127.0.0.1:{self.port}/")
 
     def _plugin_parameters(self) -> dict[str, Any]:
         return {

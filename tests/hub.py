@@ -109,12 +109,15 @@ class Hub:
         self.api("POST", f"/users/{user}")
         response = self.api("POST", self.server_path(user, name), json={"profile": profile})
         assert response.status_code in (201, 202), response.text
-        deadline = time.monotonic() + 60
+        return self.wait_ready(user, name)
+
+    def wait_ready(self, user: str, name: str = "", timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             model = self.server_model(user, name)
             if model and model.get("ready"):
                 return model
-            time.sleep(0.2)
+            time.sleep(0.1)
         raise AssertionError(f"server {user}/{name} did not become ready")
 
     def server_model(self, user: str, name: str = "") -> dict[str, Any] | None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from tests.hub import free_port
-from tests.tools import require_tool
+from tests.tools import require_tool, wait_http
 
 USERS = [
     {"sub": "alice", "preferred_username": "alice", "uidNumber": 1001, "gidNumber": 1001,
@@ -40,15 +39,7 @@ class OidcProvider:
             command += ["--user-claims", json.dumps(user)]
         self.process = subprocess.Popen(command, stdout=self.log_path.open("ab"),
                                         stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                url = f"{self.issuer}/.well-known/openid-configuration"
-                if httpx.get(url, timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise RuntimeError("oidc-provider-mock did not start")
+        wait_http(f"{self.issuer}/.well-known/openid-configuration", status=200)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.hub import process_env
 from tests.oidc import log_in
-from tests.tools import REPO, VENV_BIN
+from tests.tools import REPO, VENV_BIN, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,8 @@ def test_demo_starts_logs_in_through_oidc_and_equips_the_server(tmp_path: Path) 
         assert action
         browser.post(action.group(1), data={"profile": "quick"})
         notebook = _wait_for_notebook("alice")
-        status = _status(notebook["JUPYTERHUB_SIDECARS_WALLTIME_URL"] + "/status")
+        status = wait_http(notebook["JUPYTERHUB_SIDECARS_WALLTIME_URL"] + "/status",
+                           status=200, timeout=20).json()
         assert status["limit"] == 120 and status["warnings"] == [60]
         token = Path(notebook["BEARER_TOKEN_FILE"]).read_text().strip()
         userinfo = httpx.get(f"http://127.0.0.1:{port + 1400}/userinfo", timeout=5,
@@ -73,20 +74,6 @@ def test_demo_starts_logs_in_through_oidc_and_equips_the_server(tmp_path: Path) 
         os.killpg(demo.pid, signal.SIGINT)
         assert demo.wait(30) == 0
     assert not _notebook_of("alice"), "Ctrl-C should leave no server behind"
-
-
-def _status(url: str, timeout: float = 20) -> dict:
-    """The sidecar starts beside the notebook and may still be coming up: ask until it answers."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            response = httpx.get(url, timeout=5)
-            if response.status_code == 200:
-                return dict(response.json())
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{url} did not answer"
-        time.sleep(0.2)
 
 
 def _notebook_of(user: str) -> dict[str, str] | None:

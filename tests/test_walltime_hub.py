@@ -14,6 +14,7 @@ import pytest
 
 from services.hub.hooks import token_note, walltime_scopes
 from tests.hub import Hub, process_env, python
+from tests.tools import wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +78,8 @@ def test_restarted_sidecar_keeps_the_original_deadline(hub: Hub) -> None:
     replacement = subprocess.Popen([python(), "-m", "services", "walltime"], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        after = _wait_status(int(env["WALLTIME_PORT"]))
+        after = wait_http(f"http://127.0.0.1:{env['WALLTIME_PORT']}/status", status=200,
+                          timeout=10).json()
         assert after["deadline"] == before["deadline"]
         assert after["started"] == model["started"]
         assert after["remaining"] < 13
@@ -89,19 +91,6 @@ def test_restarted_sidecar_keeps_the_original_deadline(hub: Hub) -> None:
     finally:
         if replacement.poll() is None:
             replacement.kill()
-
-
-def _wait_status(port: int, timeout: float = 10) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(f"http://127.0.0.1:{port}/status", timeout=2)
-            if response.status_code == 200:
-                return response.json()
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("restarted sidecar did not report its status")
 
 
 def test_walltime_token_is_least_privilege_and_revoked_at_stop(hub: Hub) -> None:
@@ -214,12 +203,7 @@ def test_a_walltime_sent_by_the_user_is_overwritten(hub: Hub) -> None:
     response = hub.api("POST", "/users/sneaky/server",
                        json={"profile": "fifteen", "walltime_seconds": 999999})
     assert response.status_code in (201, 202)
-    for _ in range(300):
-        model = hub.server_model("sneaky")
-        if model and model["ready"]:
-            break
-        time.sleep(0.1)
-    assert model is not None
+    model = hub.wait_ready("sneaky")
     assert model["user_options"]["walltime_seconds"] == 15
     hub.wait_stopped("sneaky", timeout=40)
 
@@ -272,11 +256,6 @@ def test_a_user_picks_a_profile_on_the_spawn_page_and_gets_its_walltime(hub: Hub
         action = re.search(r'id="spawn_form"\s+action="([^"]+)"', form.text)
         assert action, form.text[:2000]
         browser.post(action.group(1), data={"profile": "ten"}, follow_redirects=False)
-    for _ in range(300):
-        model = hub.server_model("webuser")
-        if model and model["ready"]:
-            break
-        time.sleep(0.1)
-    assert model is not None
+    model = hub.wait_ready("webuser")
     assert model["user_options"] == {"profile": "ten", "walltime_seconds": 10}
     hub.wait_stopped("webuser", timeout=40)

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.hub import free_port, python
+from tests.tools import wait_http
 
 BASE_ENV = {
     "PATH": os.environ["PATH"],
@@ -77,7 +78,7 @@ def test_serves_health_and_metrics_while_waiting_and_stops_cleanly_on_sigterm() 
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        health = _get(base + "/healthz")
+        health = wait_http(base + "/healthz", timeout=15)
         assert health.status_code == 200 and health.json() == {"ok": True}
         status = httpx.get(base + "/status", timeout=2)
         assert status.status_code == 503
@@ -108,7 +109,7 @@ def test_only_loopback_is_listened_on() -> None:
                                env={**BASE_ENV, "WALLTIME_PORT": str(port)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _get(f"http://127.0.0.1:{port}/healthz")
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=15)
         listening = Path("/proc/net/tcp").read_text()
         local = [line.split()[1] for line in listening.splitlines()[1:]
                  if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == port]
@@ -116,14 +117,3 @@ def test_only_loopback_is_listened_on() -> None:
     finally:
         process.terminate()
         process.wait(10)
-
-
-def _get(url: str, timeout: float = 15) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return httpx.get(url, timeout=2)
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,3 +32,19 @@ def require_tool(name: str, *extra_dirs: Path) -> str:
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)
+
+
+def wait_http(url: str, *, status: int | None = None, timeout: float = 30) -> httpx.Response:
+    """Poll ``url`` until something listens there (and answers ``status``, if given)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = httpx.get(url, timeout=2)
+            if status is None or response.status_code == status:
+                return response
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer{f' {status}' if status else ''} "
+                                 f"within {timeout} s")
+        time.sleep(0.1)

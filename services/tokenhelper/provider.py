@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 from typing import Any
 
@@ -12,8 +11,6 @@ import httpx
 # authlib 1.x prefers the httpx2 fork and warns when it falls back to httpx, which works.
 warnings.filterwarnings("ignore", message="The httpx module is deprecated")
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError  # noqa: E402
-
-log = logging.getLogger("sidecars.tokenhelper.provider")
 
 
 class ProviderError(Exception):

@@ -16,7 +16,7 @@ from aiohttp import web
 from services.hub.client import HubAuthError, HubClient, HubError, ServerModel
 from services.runtime.durations import format_duration
 from services.runtime.retry import Backoff
-from services.walltime.countdown import Countdown, State, utcnow
+from services.walltime.countdown import Countdown, utcnow
 from services.walltime.settings import SidecarSettings
 
 log = logging.getLogger("sidecars.walltime")
@@ -122,5 +122,3 @@ def add_routes(app: web.Application, sidecar: WalltimeSidecar) -> None:
 
     app.router.add_get("/status", status)
 
-
-__all__ = ["State", "WalltimeSidecar", "add_routes"]
