@@ -64,6 +64,20 @@ if ! command -v glewlwyd >/dev/null; then
   apt_install glewlwyd
 fi
 
+# promtool checks the metrics agent's exposition format. Only the tool is needed, not the
+# Prometheus server: unpack Debian's package into .tools/ instead of installing the service.
+if [ ! -x .tools/prometheus/usr/bin/promtool ]; then
+  say "unpacking promtool from Debian's prometheus package into .tools/"
+  command -v apt-get >/dev/null || die "need apt-get to fetch promtool (Debian package prometheus)"
+  mkdir -p .tools/prometheus
+  tmp=$(mktemp -d)
+  ( cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 \
+      || { $SUDO apt-get update -qq >/dev/null && apt-get download prometheus >/dev/null; }; } )
+  dpkg -x "$tmp"/prometheus_*.deb .tools/prometheus
+  rm -rf "$tmp"
+  [ -x .tools/prometheus/usr/bin/promtool ] || die "promtool did not unpack"
+fi
+
 # Node.js + npm for configurable-http-proxy.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt_install nodejs npm

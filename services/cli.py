@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from services.demo import main as demo
+from services.metrics import main as metrics
+from services.metrics import usage_command as usage
 from services.tokenhelper import main as tokenhelper
 from services.walltime import main as walltime
 
@@ -32,6 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
         "arc-profile", help="print the shell snippet that lets ARC 6 commands use the token",
         description="Print /etc/profile.d/arc-token.sh for notebook images (see README).")
     arc_parser.set_defaults(run=_print_arc_profile)
+    metrics_parser = commands.add_parser(
+        "metrics", help="node agent: per-server memory, CPU, GPU and walltime for Prometheus",
+        description="Export the usage of every JupyterHub user server on this node (cgroup v2 "
+                    "+ NVML + the pods of the Kubernetes API), or of the servers on this "
+                    "machine without Kubernetes.")
+    metrics.add_arguments(metrics_parser)
+    metrics_parser.set_defaults(run=metrics.main)
+    usage_parser = commands.add_parser(
+        "usage", help="show this session's memory, CPU, GPU memory and walltime",
+        description="Inside a session: the container's usage and limits, GPU memory by "
+                    "process, and the time left.")
+    usage.add_arguments(usage_parser)
+    usage_parser.set_defaults(run=usage.main)
     demo_parser = commands.add_parser(
         "demo", help="run JupyterHub with the sidecars on this machine (make demo)",
         description="Start a real JupyterHub on 127.0.0.1 with the local spawner and hooks.")

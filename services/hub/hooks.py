@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from traitlets import Bool, Dict, Integer, Unicode
 from traitlets.config import Configurable
 
 from services.hub.plan import ContainerSettings, Sidecar, SidecarPlan, apply_to_pod
-from services.hub.profiles import chosen_profile, profiles_of, walltime_of
+from services.hub.profiles import Profile, chosen_profile, profiles_of, slug_of, walltime_of
+from services.metrics.local_source import PROFILE_ENV
+from services.metrics.pods import (
+    PROFILE_ANNOTATION,
+    WALLTIME_DEADLINE_ANNOTATION,
+    WALLTIME_LIMIT_ANNOTATION,
+)
 from services.runtime.durations import parse_duration, parse_duration_list
 from services.walltime.countdown import USER_OPTIONS_KEY
 from services.walltime.settings import DEFAULT_PORT
@@ -122,6 +129,7 @@ async def pre_spawn_hook(spawner: Any) -> None:
     limit = walltime_of(profile, config.walltime_default or None)
     revoke_tokens(spawner, "walltime")
     record_walltime(spawner, limit)
+    describe_for_metrics(plan, profile, limit, spawner.orm_spawner.started)
     if limit is not None:
         token = spawner.user.new_api_token(
             note=token_note("walltime", user, server_name),
@@ -201,6 +209,23 @@ def add_tokenhelper_sidecar(plan: SidecarPlan, *, api_url: str, user: str, token
         "JUPYTERHUB_SIDECARS_ARC_KEY": f"{run_dir}/arc-placeholder-key.pem",
         "JUPYTERHUB_SIDECARS_TOKEN_URL": f"http://127.0.0.1:{port}",
     })
+
+
+def describe_for_metrics(plan: SidecarPlan, profile: Profile | None, limit: float | None,
+                         started: datetime | None) -> None:
+    """Tell the metrics agent (pod annotations) and the notebook (env) the profile and walltime.
+
+    The deadline is the walltime sidecar's own: the hub's ``started`` plus the limit.
+    """
+    slug = slug_of(profile) if profile else ""
+    plan.notebook_env[PROFILE_ENV] = slug
+    plan.pod_annotations[PROFILE_ANNOTATION] = slug
+    if limit is not None and started is not None:
+        if started.tzinfo is None:  # the hub's database keeps naive UTC
+            started = started.replace(tzinfo=UTC)
+        deadline = started + timedelta(seconds=limit)
+        plan.pod_annotations[WALLTIME_LIMIT_ANNOTATION] = f"{limit:g}"
+        plan.pod_annotations[WALLTIME_DEADLINE_ANNOTATION] = deadline.isoformat()
 
 
 def post_stop_hook(spawner: Any) -> None:

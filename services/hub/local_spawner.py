@@ -27,6 +27,7 @@ from traitlets import Float, List, default
 from services.hub.hooks import PLAN_ATTRIBUTE, Sidecars
 from services.hub.plan import Sidecar, SidecarPlan
 from services.hub.profiles import limits_summary, slug_of
+from services.metrics.status import SCOPE_ENV
 
 # Only these variables of the hub's environment reach a sidecar: never the hub's secrets.
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
@@ -86,6 +87,8 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
     def get_env(self) -> dict[str, str]:
         env = dict(super().get_env())
         env.update(self._plan.notebook_env)
+        # Local servers share the machine's cgroup: the status bar sums the process tree.
+        env[SCOPE_ENV] = "process-tree"
         return env
 
     @property

@@ -25,6 +25,8 @@ class SidecarPlan:
     sidecars: list[Sidecar] = field(default_factory=list)
     notebook_env: dict[str, str] = field(default_factory=dict)
     shared_dir: str | None = None  # an emptyDir mounted in the notebook and every sidecar
+    # Read by the metrics node agent: the profile and the walltime of this server.
+    pod_annotations: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,10 @@ def apply_to_pod(plan: SidecarPlan, pod: Any, settings: ContainerSettings) -> An
             sharing.append(containers[-1])
     if plan.shared_dir:
         _share_dir(pod, plan.shared_dir, sharing)
+    if plan.pod_annotations:
+        if pod.metadata.annotations is None:
+            pod.metadata.annotations = {}
+        pod.metadata.annotations.update(plan.pod_annotations)
     return pod
 
 

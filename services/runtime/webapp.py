@@ -30,7 +30,8 @@ def make_app(registry: CollectorRegistry, healthy: HealthCheck | None = None) ->
         return web.json_response({"ok": ok}, status=200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(registry)
+        # Collectors may read files (the metrics agent reads hundreds): keep them off the loop.
+        body = await asyncio.to_thread(generate_latest, registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/healthz", healthz)

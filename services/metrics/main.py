@@ -1,0 +1,97 @@
+"""``jupyterhub-sidecars metrics``: the node agent (a DaemonSet, or one machine alone)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from services.metrics.exporter import UsageCollector
+from services.metrics.gpu import GpuReader
+from services.metrics.kube_source import KubernetesSource
+from services.metrics.local_source import LocalSource
+from services.metrics.model import NodeUsage
+from services.metrics.pods import PodIndex, PodWatcher
+from services.metrics.settings import AgentSettings
+from services.runtime.logs import configure_logging
+from services.runtime.settings import (
+    SettingsError,
+    add_setting_flags,
+    exit_on_settings_error,
+    load_settings,
+)
+from services.runtime.webapp import make_app, run_service
+
+log = logging.getLogger("sidecars.metrics")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_setting_flags(parser, AgentSettings)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(AgentSettings, args)
+    except SettingsError as exc:
+        exit_on_settings_error("metrics", exc)
+    return asyncio.run(run_agent(settings))
+
+
+async def run_agent(settings: AgentSettings) -> int:
+    configure_logging("metrics", settings.log_level)
+    gpu = GpuReader() if settings.gpu else None
+    if settings.resolved_source() == "kubernetes":
+        return await _kubernetes(settings, gpu)
+    source = LocalSource(proc_root=settings.proc_root, gpu=gpu)
+    try:
+        return await _serve(settings, source.read, _forever, lambda: True)
+    finally:
+        source.close()
+
+
+async def _kubernetes(settings: AgentSettings, gpu: GpuReader | None) -> int:
+    from kubernetes_asyncio import client, config
+
+    if settings.kubeconfig is not None:
+        await config.load_kube_config(config_file=str(settings.kubeconfig))
+    else:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    async with client.ApiClient() as api_client:
+        index = PodIndex(settings.gpu_memory_per_unit)
+        watcher = PodWatcher(client.CoreV1Api(api_client), index,
+                             namespace="" if settings.namespace == "*" else settings.namespace,
+                             node=settings.node_name, label_selector=settings.label_selector)
+        source = KubernetesSource(index, cgroup_root=settings.cgroup_root,
+                                  proc_root=settings.proc_root, gpu=gpu)
+
+        async def watch() -> int:
+            await watcher.run()
+            return 1
+
+        # Ready once the first list arrived: before that, every server would look absent.
+        return await _serve(settings, source.read, watch, lambda: index.synced)
+
+
+async def _forever() -> int:
+    await asyncio.Event().wait()
+    return 0
+
+
+async def _serve(settings: AgentSettings, read: Callable[[], NodeUsage],
+                 main: Callable[[], Any], healthy: Callable[[], bool]) -> int:
+    registry = CollectorRegistry()
+    registry.register(UsageCollector(read))
+    app = make_app(registry, healthy)
+
+    async def usage(_: web.Request) -> web.Response:
+        snapshot = await asyncio.to_thread(read)
+        return web.json_response({"servers": snapshot.by_server()},
+                                 headers={"Cache-Control": "no-store"})
+
+    app.router.add_get("/usage", usage)
+    return await run_service(app, main, host=settings.host, port=settings.port)

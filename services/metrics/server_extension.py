@@ -1,0 +1,59 @@
+"""Jupyter server extension: ``GET /api/sidecars/status`` for the JupyterLab status bar.
+
+Authenticated like every Jupyter server API (the hub's OAuth cookie or a token). One reading is
+shared by all tabs for ``CACHE_SECONDS``, so many open tabs polling every 5 s cost one read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from services.metrics.status import StatusReader
+
+CACHE_SECONDS = 1.0
+ROUTE = "api/sidecars/status"
+
+
+class StatusHandler(APIHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        cache: _Cache = self.settings["jupyterhub_sidecars_status"]
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(await cache.get()))
+
+
+class _Cache:
+    def __init__(self, reader: StatusReader) -> None:
+        self.reader = reader
+        self._client = httpx.AsyncClient()
+        self._value: dict[str, Any] | None = None
+        self._at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> dict[str, Any]:
+        async with self._lock:
+            if self._value is None or time.monotonic() - self._at > CACHE_SECONDS:
+                usage = await asyncio.to_thread(self.reader.read_usage)
+                usage["walltime"] = await self.reader.read_walltime(self._client)
+                self._value, self._at = usage, time.monotonic()
+            return self._value
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "services.metrics.server_extension"}]
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    web_app = serverapp.web_app
+    web_app.settings["jupyterhub_sidecars_status"] = _Cache(StatusReader.from_environment())
+    route = url_path_join(web_app.settings["base_url"], ROUTE)
+    web_app.add_handlers(".*$", [(route, StatusHandler)])
+    serverapp.log.info("jupyterhub-sidecars: serving /%s", ROUTE)

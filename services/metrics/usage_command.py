@@ -1,0 +1,79 @@
+"""``jupyterhub-sidecars usage``: "nvidia-smi for my container only", with the walltime.
+
+Run inside a session (a terminal or a notebook cell with ``!``). ``--json`` prints what the
+status bar's API returns, for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from services.metrics.status import StatusReader
+
+MB = 10**6
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def main(args: argparse.Namespace) -> int:
+    reader = StatusReader.from_environment()
+    status = reader.read_usage()
+    status["walltime"] = reader.read_walltime_sync()
+    print(json.dumps(status, indent=2) if args.json else render(status))
+    return 0
+
+
+def render(status: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str]] = []
+    memory, cpu = status["memory"], status["cpu"]
+    rows.append(("Memory", _used_of(memory["used_bytes"], memory["limit_bytes"]),
+                 f"peak {_mb(memory['peak_bytes'])}" if memory.get("peak_bytes") else ""))
+    cpu_used = f"{cpu['percent']:.0f} %" if cpu.get("percent") is not None else "-"
+    cpu_limit = f" of {cpu['limit']:g} CPUs" if cpu.get("limit") else ""
+    rows.append(("CPU", cpu_used + cpu_limit, f"{cpu['usage_seconds']:.1f} s used"))
+    gpu = status.get("gpu")
+    if gpu:
+        rows.append(("GPU memory", _used_of(gpu["used_bytes"], gpu["limit_bytes"]),
+                     "this container's processes" if gpu["attribution"] == "process"
+                     else "whole device(s)"))
+        for device in gpu["devices"]:
+            rows.append((f"  GPU {device['index']}", device["name"],
+                         f"{_mb(device['used_bytes'])} of {_mb(device['total_bytes'])} used "
+                         "by everyone"))
+        for process in gpu["processes"]:
+            rows.append((f"  pid {process['pid']}", process["name"] or "?",
+                         _mb(process["used_bytes"])))
+    walltime = status.get("walltime")
+    if walltime and "remaining" in walltime:
+        rows.append(("Walltime", f"{_minutes(walltime['elapsed'])} / "
+                                 f"{_minutes(walltime['limit'])}",
+                     f"{_minutes(walltime['remaining'])} left, stops at {walltime['deadline']}"))
+    elif walltime:
+        rows.append(("Walltime", walltime.get("state", "unknown"), ""))
+    else:
+        rows.append(("Walltime", "no limit", ""))
+    width = max(len(r[0]) for r in rows)
+    middle = max(len(r[1]) for r in rows)
+    return "\n".join(f"{a:<{width}}  {b:<{middle}}  {c}".rstrip() for a, b, c in rows)
+
+
+def _mb(value: int | None) -> str:
+    return "?" if value is None else f"{value / MB:,.0f} MB"
+
+
+def _used_of(used: int, limit: int | None) -> str:
+    if limit is None:
+        return f"{_mb(used)} (no limit)"
+    return f"{used / MB:,.0f} / {limit / MB:,.0f} MB ({100 * used / limit:.0f} %)"
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

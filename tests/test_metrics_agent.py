@@ -1,0 +1,278 @@
+"""The node agent end to end: API double (list + watch), synthetic cgroup v2 node, NVML double.
+
+Exposition output is checked three ways: values against the files they came from, parsed by
+prometheus-client's parser, and by ``promtool check metrics`` (Debian's prometheus package).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.metrics.exporter import UsageCollector
+from services.metrics.gpu import GpuReader
+from services.metrics.kube_source import KubernetesSource
+from services.metrics.pods import PodIndex, PodWatcher
+from tests.cgroup_tree import MIB, Container, Pod, build_node, pod_dir, pod_json
+from tests.hub import free_port
+from tests.kube_api import KubeApi
+from tests.nvml_double import FakeGpu, NvmlDouble
+from tests.tools import REPO, VENV_BIN, require_tool, wait_http
+
+P = "jupyterhub_sidecars_"
+NODE = "node-1"
+DEADLINE = datetime.now(UTC) + timedelta(minutes=28)
+
+
+def user_pods() -> list[Pod]:
+    alice = Pod("alice", containers=[
+        Container("notebook", memory_current=450 * MIB, inactive_file=50 * MIB,
+                  memory_max=51200 * MIB),
+        Container("walltime", memory_current=30 * MIB, inactive_file=0, memory_max=64 * MIB)],
+        annotations={"jupyterhub-sidecars/profile": "a100-10g",
+                     "jupyterhub-sidecars/walltime-limit-seconds": "1800",
+                     "jupyterhub-sidecars/walltime-deadline": DEADLINE.isoformat()})
+    bob = Pod("bob@example.org", server="gpu", qos="guaranteed", containers=[
+        Container("notebook", memory_current=2000 * MIB, inactive_file=0, memory_max=4096 * MIB,
+                  gpu_limit_units=10, pids=[4242])])
+    return [alice, bob]
+
+
+def nvml() -> NvmlDouble:
+    gpu = FakeGpu(name="NVIDIA A100-SXM4-40GB", total=40 * 2**30, used=1500 * 10**6,
+                  processes=[(4242, 1164 * 10**6), (9999, 300 * 10**6)])
+    return NvmlDouble([gpu])
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(found: dict[Any, float], name: str, **labels: str) -> float:
+    hits = [v for (n, ls), v in found.items()
+            if n == name and set(labels.items()) <= set(ls)]
+    assert len(hits) == 1, f"{name} {labels}: {len(hits)} samples"
+    return hits[0]
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[KubeApi]:
+    api = KubeApi()
+    await api.start()
+    yield api
+    await api.stop()
+
+
+async def load_kubeconfig(api: KubeApi, tmp_path: Path) -> Any:
+    from kubernetes_asyncio import client, config
+
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(api.kubeconfig()))
+    await config.load_kube_config(config_file=str(path))
+    return client
+
+
+async def wait_for(condition: Any, timeout: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+def fake_proc(tmp_path: Path, pods: list[Pod], driver_root: Path) -> Path:
+    """``/proc/<pid>/cgroup`` of the GPU processes, as a hostPID agent sees them."""
+    proc = tmp_path / "proc"
+    for pod in pods:
+        for container in pod.containers:
+            for pid in container.pids:
+                directory = pod_dir(driver_root, pod, "systemd")
+                line = "0::/" + str(directory.relative_to(driver_root)) + \
+                    f"/cri-containerd-{container.id}.scope\n"
+                (proc / str(pid)).mkdir(parents=True)
+                (proc / str(pid) / "cgroup").write_text(line)
+    (proc / "9999").mkdir(parents=True)  # a GPU process of no user pod (the host's)
+    (proc / "9999" / "cgroup").write_text("0::/system.slice/dcgm.service\n")
+    return proc
+
+
+async def test_series_carry_hub_labels_and_the_files_values(api: KubeApi,
+                                                            tmp_path: Path) -> None:
+    pods = user_pods()
+    other = Pod("x", hub_pod=False)
+    elsewhere = Pod("dave")
+    cgroups = tmp_path / "cgroup"
+    build_node(cgroups, [*pods, other, elsewhere])
+    for pod in [*pods, other]:
+        await api.put(pod_json(pod, NODE))
+    await api.put(pod_json(elsewhere, "node-2"))
+    client = await load_kubeconfig(api, tmp_path)
+    index = PodIndex({"mortalgpu/v100": 1024 * MIB})
+    async with client.ApiClient() as api_client:
+        watcher = PodWatcher(client.CoreV1Api(api_client), index, namespace="jhub", node=NODE,
+                             label_selector="component=singleuser-server", watch_timeout=2)
+        task = asyncio.create_task(watcher.run())
+        try:
+            await wait_for(lambda: index.synced)
+            assert {p.user for p in index.pods.values()} == {"alice", "bob@example.org"}
+            source = KubernetesSource(index, cgroup_root=str(cgroups),
+                                      proc_root=str(fake_proc(tmp_path, pods, cgroups)),
+                                      gpu=GpuReader(nvml()))
+            registry = CollectorRegistry()
+            registry.register(UsageCollector(source.read))
+            text = generate_latest(registry).decode()
+        finally:
+            task.cancel()
+    found = samples(text)
+    alice = {"user": "alice", "server": "", "namespace": "jhub", "pod": "jupyter-alice"}
+    assert value(found, P + "container_memory_working_set_bytes", **alice,
+                 container="notebook", profile="a100-10g") == 400 * MIB
+    assert value(found, P + "container_memory_usage_bytes", **alice,
+                 container="walltime") == 30 * MIB
+    assert value(found, P + "container_spec_memory_limit_bytes", **alice,
+                 container="notebook") == 51200 * MIB
+    assert value(found, P + "container_cpu_usage_seconds_total", **alice,
+                 container="notebook") == pytest.approx(12.345678)
+    assert value(found, P + "container_cpu_cfs_throttled_periods_total", **alice,
+                 container="notebook") == 7
+    assert value(found, P + "container_pressure_memory_waiting_seconds_total", **alice,
+                 container="notebook") == 1.5
+    assert value(found, P + "container_oom_events_total", **alice, container="notebook") == 0
+    assert value(found, P + "walltime_limit_seconds", **alice) == 1800
+    remaining = value(found, P + "walltime_remaining_seconds", **alice)
+    assert 27 * 60 < remaining <= 28 * 60
+    assert value(found, P + "walltime_deadline_timestamp_seconds", **alice) == \
+        pytest.approx(DEADLINE.timestamp())
+    bob = {"user": "bob@example.org", "server": "gpu", "container": "notebook"}
+    assert value(found, P + "container_accelerator_memory_used_bytes", **bob,
+                 gpu="0", model="NVIDIA A100-SXM4-40GB") == 1164 * 10**6
+    assert value(found, P + "container_accelerator_memory_total_bytes", **bob) == 40 * 2**30
+    assert value(found, P + "container_spec_accelerator_memory_limit_bytes", **bob) == \
+        10 * 1024 * MIB
+    # nothing of the other workload, of the other node, of sandboxes, of the host GPU process
+    assert "user=\"dave\"" not in text and "jupyter-x" not in text
+    assert not any(ls and dict(ls).get("container") == "pause" for (_, ls) in found)
+    assert sum(1 for (n, _) in found if n == P + "container_accelerator_memory_used_bytes") == 1
+    assert value(found, P + "metrics_servers") == 2
+    check_with_promtool(text, tmp_path)
+
+
+def check_with_promtool(text: str, tmp_path: Path) -> None:
+    promtool = require_tool("promtool", REPO / ".tools" / "prometheus" / "usr" / "bin")
+    result = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                            capture_output=True, timeout=30, check=False)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+async def test_watch_follows_pods_and_relists_after_410(api: KubeApi, tmp_path: Path) -> None:
+    alice, bob = user_pods()
+    await api.put(pod_json(alice, NODE))
+    client = await load_kubeconfig(api, tmp_path)
+    index = PodIndex()
+    async with client.ApiClient() as api_client:
+        watcher = PodWatcher(client.CoreV1Api(api_client), index, namespace="jhub", node=NODE,
+                             label_selector="component=singleuser-server", watch_timeout=1)
+        task = asyncio.create_task(watcher.run())
+        try:
+            await wait_for(lambda: set(index.pods) == {alice.uid})
+            await api.put(pod_json(bob, NODE))
+            await wait_for(lambda: set(index.pods) == {alice.uid, bob.uid})
+            await api.delete(alice.uid)  # the pod died / the server stopped
+            await wait_for(lambda: set(index.pods) == {bob.uid})
+            lists = sum(1 for r in api.requests if "watch" not in r)
+            # Cut off while a pod starts and etcd compacts: when the agent is back, its
+            # resourceVersion is gone (410) and only a new list can catch up.
+            await api.cut_off(True)
+            carol = Pod("carol")
+            await api.put(pod_json(carol, NODE))
+            await api.compact()
+            await asyncio.sleep(0.3)
+            await api.cut_off(False)
+            await wait_for(lambda: sum(1 for r in api.requests if "watch" not in r) > lists,
+                           timeout=10)
+            await wait_for(lambda: set(index.pods) == {bob.uid, carol.uid})
+        finally:
+            task.cancel()
+    watches = [r for r in api.requests if "watch" in r]
+    assert all("fieldSelector=spec.nodeName%3Dnode-1" in r for r in api.requests)
+    assert all("labelSelector=component%3Dsingleuser-server" in r for r in watches)
+    assert any("resourceVersion=" in r for r in watches)
+
+
+def run_agent(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(VENV_BIN / "jupyterhub-sidecars"), "metrics", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+
+
+async def test_agent_process_serves_metrics_usage_and_stops_on_sigterm(
+        api: KubeApi, tmp_path: Path) -> None:
+    pods = user_pods()
+    cgroups = tmp_path / "cgroup"
+    build_node(cgroups, pods, driver="cgroupfs", runtime="crio")
+    for pod in pods:
+        await api.put(pod_json(pod, NODE, runtime="crio"))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(api.kubeconfig()))
+    port = free_port()
+    process = run_agent("--source", "kubernetes", "--kubeconfig", str(kubeconfig),
+                        "--node-name", NODE, "--namespace", "jhub", "--cgroup-root",
+                        str(cgroups), "--port", str(port), "--host", "127.0.0.1")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        await asyncio.to_thread(wait_http, base + "/healthz", status=200, timeout=30)
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(base + "/metrics")).text
+            usage = (await http.get(base + "/usage")).json()
+        found = samples(metrics)
+        assert value(found, P + "container_memory_working_set_bytes", user="bob@example.org",
+                     container="notebook") == 2000 * MIB
+        by_user = {s["user"]: s for s in usage["servers"]}
+        assert by_user["alice"]["walltime"]["limit"] == 1800
+        assert by_user["alice"]["containers"]["notebook"]["memory"]["used_bytes"] == 400 * MIB
+        assert by_user["bob@example.org"]["containers"]["notebook"]["gpu"] == []
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        output = process.communicate()[0]
+    logs = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert any(r["message"] == "listed 2 user pod(s)" for r in logs), output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--source", "kubernetes", "--namespace", "jhub"], "METRICS_NODE_NAME is required"),
+    (["--kubeconfig", "/nonexistent"], "METRICS_KUBECONFIG='/nonexistent' is not a file"),
+    (["--gpu-memory-per-unit", "mortalgpu/v100"], "expected resource=quantity"),
+    (["--gpu-memory-per-unit", "x=lots"], "not a byte quantity"),
+    (["--port", "0"], "port"),
+    (["--source", "cloud"], "source"),
+])
+def test_bad_settings_exit_2_with_one_line(args: list[str], message: str) -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    process = run_agent(*args, env=env)
+    output = process.communicate(timeout=30)[0]
+    assert process.returncode == 2, output
+    assert message in output and len(output.strip().splitlines()) == 1, output
+
+
+def test_module_entry_point_has_the_metrics_command() -> None:
+    result = subprocess.run([sys.executable, "-m", "services", "metrics", "--help"],
+                            capture_output=True, text=True, timeout=30, check=True)
+    assert "--gpu-memory-per-unit" in result.stdout and "METRICS_NODE_NAME" in result.stdout
