@@ -46,6 +46,11 @@ class Hub:
         return f"http://127.0.0.1:{self.api_port}/hub/api"
 
     @property
+    def public_url(self) -> str:
+        """The proxy: where browsers reach the hub and the users' servers."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def log_path(self) -> Path:
         return self.state_dir / "hub.log"
 

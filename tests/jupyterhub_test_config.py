@@ -12,7 +12,8 @@ TEST_PROFILES = [
     {"display_name": "Twenty seconds", "slug": "twenty", "walltime": "20s"},
     {"display_name": "Ten seconds", "slug": "ten", "walltime": "10s"},
     {"display_name": "One minute", "slug": "minute", "walltime": "60s"},
-    {"display_name": "Long", "slug": "long", "walltime": "12h", "default": True},
+    {"display_name": "Long", "slug": "long", "walltime": "12h", "default": True,
+     "kubespawner_override": {"mem_limit": "3G", "cpu_limit": 1.5}},
     {"display_name": "Unlimited", "slug": "unlimited", "walltime": "none"},
 ]
 

@@ -26,7 +26,7 @@ def test_v2_container_figures_come_from_the_right_files(tmp_path: Path) -> None:
     stats = read_v2(str(tmp_path))
     assert stats is not None
     assert stats.memory_usage_bytes == 450 * MIB
-    assert stats.memory_working_set_bytes == 380 * MIB  # current − inactive_file
+    assert stats.memory_working_set_bytes == 380 * MIB  # current - inactive_file
     assert stats.memory_rss_bytes == 300 * MIB
     assert stats.memory_limit_bytes == 2048 * MIB
     assert stats.memory_peak_bytes == 900 * MIB

@@ -19,11 +19,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DEMO_PROFILES: list[dict[str, Any]] = [
     {"display_name": "Quick look", "slug": "quick", "walltime": "2m",
-     "description": "Two minutes: watch the countdown and the stop."},
+     "description": "Two minutes: watch the countdown and the stop.",
+     "kubespawner_override": {"mem_limit": "1G", "cpu_limit": 1}},
     {"display_name": "Short session", "slug": "short", "walltime": "30m", "default": True,
-     "description": "Half an hour of analysis."},
+     "description": "Half an hour of analysis.",
+     "kubespawner_override": {"mem_limit": "2G", "cpu_limit": 2}},
     {"display_name": "Long session", "slug": "long", "walltime": "12h",
-     "description": "A working day."},
+     "description": "A working day.",
+     "kubespawner_override": {"mem_limit": "4G", "cpu_limit": 2}},
 ]
 
 

@@ -26,11 +26,12 @@ from traitlets import Float, List, default
 
 from services.hub.hooks import PLAN_ATTRIBUTE, Sidecars
 from services.hub.plan import Sidecar, SidecarPlan
-from services.hub.profiles import limits_summary, slug_of
+from services.hub.profiles import chosen_profile, limits_summary, slug_of
 from services.metrics.status import SCOPE_ENV
 
 # Only these variables of the hub's environment reach a sidecar: never the hub's secrets.
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
+PROFILE_LIMITS = ("mem_limit", "cpu_limit", "mem_guarantee", "cpu_guarantee")
 
 
 class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
@@ -96,6 +97,7 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
         return getattr(self, PLAN_ATTRIBUTE, None) or SidecarPlan()
 
     async def start(self) -> Any:
+        self._apply_profile_limits()
         address = await super().start()
         try:
             for sidecar in self._plan.sidecars:
@@ -105,6 +107,18 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
             await self.stop(now=True)
             raise
         return address
+
+    def _apply_profile_limits(self) -> None:
+        """The limits of the chosen profile, as KubeSpawner applies ``kubespawner_override``.
+
+        Locally nothing enforces them; they reach the server as ``MEM_LIMIT``/``CPU_LIMIT``,
+        which the status bar shows, as in a pod.
+        """
+        profile = chosen_profile(self.profile_list, self.user_options or {}) or {}
+        override = profile.get("kubespawner_override") or {}
+        for key in PROFILE_LIMITS:
+            if key in override:
+                setattr(self, key, override[key])
 
     async def _start_sidecar(self, sidecar: Sidecar) -> int:
         env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}

@@ -1,0 +1,104 @@
+"""Usage as the user sees it, against a real JupyterHub with real servers on this machine.
+
+The server extension is not enabled by any flag here: the package's jupyter_server config
+file (installed with it) enables it, as in a notebook image.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import httpx
+import pytest
+
+from services.metrics.local_source import LocalSource
+from services.metrics.procs import descendants, process_table
+from tests.hub import Hub
+
+pytestmark = pytest.mark.slow
+
+GB3 = 3 * 1024**3  # the "long" test profile's kubespawner_override mem_limit "3G"
+
+
+def server_pid(hub: Hub, user: str) -> int:
+    model = hub.server_model(user)
+    assert model is not None
+    return int(model["state"]["pid"])
+
+
+def user_token(hub: Hub, user: str) -> str:
+    response = hub.api("POST", f"/users/{user}/tokens", json={"note": "metrics test"})
+    assert response.status_code == 201, response.text
+    return str(response.json()["token"])
+
+
+def status_url(hub: Hub, user: str) -> str:
+    return f"{hub.public_url}/user/{user}/api/sidecars/status"
+
+
+def test_status_api_reports_the_servers_usage_limits_and_walltime(hub: Hub) -> None:
+    user = "usage-alice"
+    model = hub.start_server(user, profile="long")
+    token = user_token(hub, user)
+    response = httpx.get(status_url(hub, user), headers={"Authorization": f"token {token}"},
+                         timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert response.headers["Cache-Control"] == "no-store"
+    memory, cpu, walltime = body["memory"], body["cpu"], body["walltime"]
+    assert memory["source"] == "process-tree" and memory["limit_source"] == "declared"
+    assert memory["limit_bytes"] == GB3
+    tree = descendants(process_table(), server_pid(hub, user))
+    rss = sum(p.rss_bytes for p in tree)
+    assert 20 * 10**6 < memory["used_bytes"]
+    assert abs(memory["used_bytes"] - rss) / rss < 0.10, (memory, rss)
+    assert cpu["limit"] == 1.5 and cpu["usage_seconds"] > 0
+    assert body["gpu"] is None  # no GPU on this machine: absent, not an error
+    assert walltime["limit"] == 12 * 3600 and walltime["state"] == "running"
+    assert walltime["started"].startswith(model["started"][:19])
+    assert 0 < 12 * 3600 - walltime["remaining"] < 120
+
+    # What the status bar costs: poll as it does and time it (reported, not asserted).
+    timings = []
+    for _ in range(10):
+        started = time.perf_counter()
+        httpx.get(status_url(hub, user), headers={"Authorization": f"token {token}"},
+                  timeout=30).raise_for_status()
+        timings.append(time.perf_counter() - started)
+        time.sleep(1.05)  # past the shared one-second cache
+    print(f"status API median {statistics.median(timings) * 1000:.1f} ms")
+
+
+def test_status_api_needs_the_users_own_credentials(hub: Hub) -> None:
+    hub.start_server("usage-bob", profile="long")
+    hub.api("POST", "/users/usage-mallory")
+    url = status_url(hub, "usage-bob")
+    assert httpx.get(url, timeout=30).status_code in (302, 403)
+    mallory = user_token(hub, "usage-mallory")
+    response = httpx.get(url, headers={"Authorization": f"token {mallory}"}, timeout=30)
+    assert response.status_code == 403, response.text
+    assert "memory" not in response.text
+
+
+def test_local_agent_finds_each_server_with_its_labels_and_walltime(hub: Hub) -> None:
+    hub.start_server("usage-carol", profile="long")
+    hub.start_server("usage-carol", "second", profile="minute")
+    source = LocalSource()
+    try:
+        usage = source.read()
+    finally:
+        source.close()
+    mine = {(c.server.user, c.server.server): c for c in usage.containers
+            if c.server.user == "usage-carol"}
+    assert set(mine) == {("usage-carol", ""), ("usage-carol", "second")}
+    default = mine[("usage-carol", "")]
+    assert default.server.profile == "long" and mine[("usage-carol", "second")].server.profile \
+        == "minute"
+    assert default.stats.memory_limit_bytes == GB3 and default.stats.cpu_limit == 1.5
+    rss = sum(p.rss_bytes for p in descendants(process_table(), server_pid(hub, "usage-carol")))
+    assert abs(default.stats.memory_usage_bytes - rss) / rss < 0.10
+    walltimes = {w.server.server: w for w in usage.walltimes if w.server.user == "usage-carol"}
+    assert walltimes["second"].limit_seconds == 60
+    assert 0 < walltimes["second"].remaining_seconds <= 60
+    assert walltimes[""].limit_seconds == 12 * 3600
