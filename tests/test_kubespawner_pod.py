@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes_validate
@@ -11,8 +12,14 @@ from kubernetes_asyncio.config import kube_config
 from kubespawner import KubeSpawner
 from traitlets.config import Config
 
-from services.hub.hooks import PLAN_ATTRIBUTE, add_walltime, modify_pod_hook
+from services.hub.hooks import (
+    PLAN_ATTRIBUTE,
+    add_walltime,
+    describe_for_metrics,
+    modify_pod_hook,
+)
 from services.hub.plan import SidecarPlan
+from services.metrics.pods import pod_info
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 
@@ -34,6 +41,9 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
 
 
+STARTED = datetime(2026, 11, 22, 10, 0, 0)  # the hub's database keeps naive UTC
+
+
 async def manifest(**spawner_config: Any) -> dict[str, Any]:
     config = Config({"KubeSpawner": spawner_config,
                      "Sidecars": {"image": "example.org/sidecars:1.2.3"}})
@@ -41,6 +51,8 @@ async def manifest(**spawner_config: Any) -> dict[str, Any]:
     plan = SidecarPlan()
     add_walltime(plan, api_url="http://hub:8081/hub/api", user="alice", server_name="gpu",
                  limit=1800, warn="10m,1m", token=TOKEN, port=8765)
+    describe_for_metrics(plan, {"display_name": "A100 10G", "slug": "a100-10g"}, 1800,
+                         STARTED)
     setattr(spawner, PLAN_ATTRIBUTE, plan)
     pod = modify_pod_hook(spawner, await spawner.get_pod_manifest())
     async with ApiClient() as api:
@@ -55,6 +67,23 @@ def containers(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
 async def test_pod_validates_against_kubernetes(version: str) -> None:
     pod = await manifest()
     kubernetes_validate.validate(pod, version, strict=True)
+
+
+async def test_pod_tells_the_metrics_agent_its_profile_and_walltime() -> None:
+    """The hook's annotations are exactly what the node agent reads back."""
+    pod = await manifest()
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["jupyterhub-sidecars/profile"] == "a100-10g"
+    assert annotations["jupyterhub-sidecars/walltime-limit-seconds"] == "1800"
+    pod["metadata"]["uid"] = "1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901"
+    info = pod_info(pod, {})
+    assert info is not None
+    # KubeSpawner's mock user, unescaped (the label has the escaped "mock-40name")
+    assert (info.user, info.server, info.profile) == ("mock@name", "", "a100-10g")
+    assert info.walltime_limit_seconds == 1800
+    assert info.walltime_deadline == datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
+    notebook = containers(pod)["notebook"]
+    assert {"name": "JUPYTERHUB_SIDECARS_PROFILE", "value": "a100-10g"} in notebook["env"]
 
 
 async def test_walltime_container_is_locked_down_and_alone_with_the_token() -> None:

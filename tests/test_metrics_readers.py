@@ -8,7 +8,14 @@ from pathlib import Path
 import pynvml
 import pytest
 
-from services.metrics.cgroups import own_cgroup, parse_cpu_max, parse_pressure, read_v2
+from services.metrics.cgroups import (
+    own_cgroup,
+    parse_cpu_max,
+    parse_pressure,
+    pressure_totals,
+    read_v2,
+    stat_value,
+)
 from services.metrics.gpu import GpuReader
 from services.metrics.podmap import container_id_of, pod_uid_of, scan
 from services.metrics.quantities import parse_bytes, parse_per_unit
@@ -57,8 +64,11 @@ def test_parsers_of_single_files() -> None:
     assert parse_cpu_max("max 100000\n") is None
     assert parse_cpu_max("50000 100000\n") == 0.5
     assert parse_cpu_max("garbage") is None
-    assert parse_pressure("some avg10=1.00 avg60=0.00 avg300=0.00 total=2500000\n") == {
-        "some": 2.5}
+    psi = "some avg10=1.00 avg60=0.00 avg300=0.00 total=2500000\nfull avg10=0.00 total=7\n"
+    assert parse_pressure(psi) == pressure_totals(psi.encode()) == {"some": 2.5, "full": 7e-6}
+    assert stat_value(b"anon 5\nfile 7\ninactive_file 3\n", b"file") == 7
+    assert stat_value(b"anon 5\ninactive_file 3\n", b"file") is None
+    assert stat_value(b"anon 5", b"anon") == 5
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -51,7 +51,7 @@ def test_status_api_reports_the_servers_usage_limits_and_walltime(hub: Hub) -> N
     assert memory["limit_bytes"] == GB3
     tree = descendants(process_table(), server_pid(hub, user))
     rss = sum(p.rss_bytes for p in tree)
-    assert 20 * 10**6 < memory["used_bytes"]
+    assert memory["used_bytes"] > 20 * 10**6
     assert abs(memory["used_bytes"] - rss) / rss < 0.10, (memory, rss)
     assert cpu["limit"] == 1.5 and cpu["usage_seconds"] > 0
     assert body["gpu"] is None  # no GPU on this machine: absent, not an error

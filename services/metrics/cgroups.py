@@ -9,6 +9,7 @@ is read gives ``None`` for the whole container.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 
 UNLIMITED_V1 = 1 << 62  # v1 reports "no limit" as a huge page-aligned number
@@ -32,25 +33,48 @@ class CgroupStats:
     pressure: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def read_text(path: str) -> str | None:
+def read_bytes(path: str, folder: int | None = None) -> bytes | None:
+    """A small kernel file in one read; os.open/os.read is half the cost of open().
+
+    ``folder``: an open directory descriptor that ``path`` is relative to.
+    """
     try:
-        with open(path, "rb") as handle:
-            return handle.read().decode()
-    except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
+        fd = os.open(path, os.O_RDONLY, dir_fd=folder)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_text(path: str) -> str | None:
+    data = read_bytes(path)
+    return data.decode() if data is not None else None
+
+
+def stat_value(data: bytes | None, key: bytes) -> int | None:
+    """One key of a ``key value`` file without parsing the other 50 lines (memory.stat)."""
+    if not data:
+        return None
+    if data.startswith(key + b" "):
+        start = 0
+    else:
+        found = data.find(b"\n" + key + b" ")
+        if found == -1:
+            return None
+        start = found + 1
+    end = data.find(b"\n", start)
+    try:
+        return int(data[start + len(key) + 1:end if end != -1 else None])
+    except ValueError:
         return None
 
 
 def read_int(path: str) -> int | None:
-    text = read_text(path)
-    if text is None:
-        return None
-    text = text.strip()
-    if text == "max":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
+    return _int(read_bytes(path))
 
 
 def parse_flat_keyed(text: str | None) -> dict[str, int]:
@@ -80,6 +104,18 @@ def parse_pressure(text: str | None) -> dict[str, float]:
     return totals
 
 
+def pressure_totals(data: bytes | None) -> dict[str, float]:
+    """:func:`parse_pressure` on raw bytes, looking only at ``total=`` (the scrape's hot path)."""
+    totals: dict[str, float] = {}
+    if not data:
+        return totals
+    for line in data.splitlines():
+        at = line.rfind(b" total=")
+        if at != -1:
+            totals[line[:4].decode()] = int(line[at + 7:]) / 1e6
+    return totals
+
+
 def parse_cpu_max(text: str | None) -> float | None:
     """``cpu.max``: ``max 100000`` (no quota) or ``200000 100000`` (2 CPUs)."""
     if not text:
@@ -95,33 +131,81 @@ def parse_cpu_max(text: str | None) -> float | None:
 
 def read_v2(directory: str) -> CgroupStats | None:
     """One cgroup v2 directory; ``None`` when it is gone (the container just stopped)."""
-    base = directory.rstrip("/") + "/"
-    usage = read_int(base + "memory.current")
-    if usage is None:
+    return V2Reader(limits_refresh=0).read(directory)
+
+
+class V2Reader:
+    """Reads many containers' cgroups cheaply, for the node agent's scrapes.
+
+    Files are opened relative to the cgroup's directory (one path walk, not ten), and the
+    limits (``memory.max``, ``cpu.max``), which change only on a resize, are re-read every
+    ``limits_refresh`` seconds rather than on every scrape.
+    """
+
+    def __init__(self, limits_refresh: float = 60.0) -> None:
+        self._refresh = limits_refresh
+        self._limits: dict[str, tuple[float, int | None, float | None]] = {}
+
+    def read(self, directory: str) -> CgroupStats | None:
+        try:
+            folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            return self._read(directory, folder)
+        finally:
+            os.close(folder)
+
+    def forget_except(self, directories: set[str]) -> None:
+        """Drop cached limits of containers that are gone."""
+        for directory in set(self._limits) - directories:
+            del self._limits[directory]
+
+    def _read(self, directory: str, folder: int) -> CgroupStats | None:
+        def read(name: str) -> bytes | None:
+            return read_bytes(name, folder)
+
+        usage = _int(read("memory.current"))
+        if usage is None:
+            return None
+        stat, events = read("memory.stat"), read("memory.events")
+        cpu = parse_flat_keyed(_decode(read("cpu.stat")))
+        pressure = {}
+        for resource in PRESSURE_RESOURCES:
+            totals = pressure_totals(read(f"{resource}.pressure"))
+            if totals:
+                pressure[resource] = totals
+        now = time.monotonic()
+        cached = self._limits.get(directory)
+        if cached is None or now - cached[0] >= self._refresh:
+            cached = (now, _int(read("memory.max")), parse_cpu_max(_decode(read("cpu.max"))))
+            self._limits[directory] = cached
+        return CgroupStats(
+            memory_usage_bytes=usage,
+            memory_limit_bytes=cached[1],
+            memory_working_set_bytes=max(0, usage - (stat_value(stat, b"inactive_file") or 0)),
+            memory_rss_bytes=stat_value(stat, b"anon"),
+            memory_peak_bytes=_int(read("memory.peak")),
+            oom_kills=stat_value(events, b"oom_kill"),
+            cpu_usage_seconds=cpu.get("usage_usec", 0) / 1e6,
+            cpu_limit=cached[2],
+            cpu_periods=cpu.get("nr_periods"),
+            cpu_throttled_periods=cpu.get("nr_throttled"),
+            cpu_throttled_seconds=(cpu["throttled_usec"] / 1e6 if "throttled_usec" in cpu
+                                   else None),
+            pressure=pressure,
+        )
+
+
+def _decode(data: bytes | None) -> str | None:
+    return data.decode() if data is not None else None
+
+
+def _int(data: bytes | None) -> int | None:
+    try:
+        return int(data) if data is not None else None  # "max" → None
+    except ValueError:
         return None
-    stat = parse_flat_keyed(read_text(base + "memory.stat"))
-    events = parse_flat_keyed(read_text(base + "memory.events"))
-    cpu = parse_flat_keyed(read_text(base + "cpu.stat"))
-    pressure = {}
-    for resource in PRESSURE_RESOURCES:
-        totals = parse_pressure(read_text(f"{base}{resource}.pressure"))
-        if totals:
-            pressure[resource] = totals
-    return CgroupStats(
-        memory_usage_bytes=usage,
-        memory_limit_bytes=read_int(base + "memory.max"),
-        memory_working_set_bytes=max(0, usage - stat.get("inactive_file", 0)),
-        memory_rss_bytes=stat.get("anon"),
-        memory_peak_bytes=read_int(base + "memory.peak"),
-        oom_kills=events.get("oom_kill"),
-        cpu_usage_seconds=cpu.get("usage_usec", 0) / 1e6,
-        cpu_limit=parse_cpu_max(read_text(base + "cpu.max")),
-        cpu_periods=cpu.get("nr_periods"),
-        cpu_throttled_periods=cpu.get("nr_throttled"),
-        cpu_throttled_seconds=(cpu["throttled_usec"] / 1e6 if "throttled_usec" in cpu
-                               else None),
-        pressure=pressure,
-    )
 
 
 def read_v1(memory_dir: str, cpu_dir: str) -> CgroupStats | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
-from services.metrics.cgroups import read_text, read_v2
+from services.metrics.cgroups import V2Reader, read_text
 from services.metrics.gpu import GpuReader, GpuSnapshot
 from services.metrics.model import ContainerUsage, GpuUse, NodeUsage, ServerRef, Walltime
 from services.metrics.podmap import container_id_of, scan
@@ -19,6 +19,7 @@ class KubernetesSource:
         self._cgroup_root = cgroup_root.rstrip("/")
         self._proc_root = proc_root.rstrip("/")
         self._gpu = gpu
+        self._cgroups = V2Reader()
 
     def read(self) -> NodeUsage:
         """One pass over the node; meant to run in a worker thread (it is all file reads)."""
@@ -27,11 +28,13 @@ class KubernetesSource:
                   for cid, info in pod.containers.items()}
         gpu_use = self._gpu_by_container()
         usage = NodeUsage()
+        seen = set()
         for cgroup in scan(self._cgroup_root):
             owner = owners.get(cgroup.container_id)
             if owner is None:  # another workload's pod, or a sandbox
                 continue
-            stats = read_v2(cgroup.path)
+            seen.add(cgroup.path)
+            stats = self._cgroups.read(cgroup.path)
             if stats is None:
                 continue
             pod, info = owner
@@ -39,6 +42,7 @@ class KubernetesSource:
                 server=_ref(pod), container=info.name, stats=stats,
                 gpu=gpu_use.get(cgroup.container_id, []),
                 gpu_memory_limit_bytes=info.gpu_memory_limit_bytes))
+        self._cgroups.forget_except(seen)
         now = time.time()
         for pod in pods.values():
             if pod.walltime_deadline is not None and pod.walltime_limit_seconds is not None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from services.metrics.exporter import UsageCollector
+from services.metrics.exporter import render
 from services.metrics.gpu import GpuReader
 from services.metrics.kube_source import KubernetesSource
 from services.metrics.local_source import LocalSource
@@ -26,6 +27,7 @@ from services.runtime.settings import (
     load_settings,
 )
 from services.runtime.webapp import make_app, run_service
+from services.walltime.metrics import PREFIX
 
 log = logging.getLogger("sidecars.metrics")
 
@@ -85,8 +87,20 @@ async def _forever() -> int:
 async def _serve(settings: AgentSettings, read: Callable[[], NodeUsage],
                  main: Callable[[], Any], healthy: Callable[[], bool]) -> int:
     registry = CollectorRegistry()
-    registry.register(UsageCollector(read))
-    app = make_app(registry, healthy)
+    read_seconds = Gauge(f"{PREFIX}_metrics_read_seconds",
+                         "Time the last scrape spent reading cgroups, /proc and NVML.",
+                         registry=registry)
+    servers = Gauge(f"{PREFIX}_metrics_servers", "User servers seen on this node.",
+                    registry=registry)
+
+    def exposition() -> bytes:
+        started = time.perf_counter()
+        usage = read()
+        read_seconds.set(time.perf_counter() - started)
+        servers.set(len({c.server for c in usage.containers}))
+        return render(usage).encode() + generate_latest(registry)
+
+    app = make_app(registry, healthy, exposition)
 
     async def usage(_: web.Request) -> web.Response:
         snapshot = await asyncio.to_thread(read)

@@ -22,8 +22,11 @@ log = logging.getLogger("sidecars.runtime")
 HealthCheck = Callable[[], bool]
 
 
-def make_app(registry: CollectorRegistry, healthy: HealthCheck | None = None) -> web.Application:
+def make_app(registry: CollectorRegistry, healthy: HealthCheck | None = None,
+             exposition: Callable[[], bytes] | None = None) -> web.Application:
+    """``exposition``, when given, renders ``/metrics`` instead of the registry alone."""
     app = web.Application(client_max_size=64 * 1024)
+    render = exposition or (lambda: bytes(generate_latest(registry)))
 
     async def healthz(_: web.Request) -> web.Response:
         ok = healthy() if healthy else True
@@ -31,7 +34,7 @@ def make_app(registry: CollectorRegistry, healthy: HealthCheck | None = None) ->
 
     async def metrics(_: web.Request) -> web.Response:
         # Collectors may read files (the metrics agent reads hundreds): keep them off the loop.
-        body = await asyncio.to_thread(generate_latest, registry)
+        body = await asyncio.to_thread(render)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/healthz", healthz)
