@@ -6,12 +6,14 @@ import pytest
 
 from services.hub.hooks import Sidecars
 from services.runtime.settings import env_name, flag_name
+from services.metrics.settings import AgentSettings
+from services.metrics.status import GPU_LIMIT_ENV, SCOPE_ENV
 from services.tokenhelper.settings import TokenhelperSettings
 from services.walltime.settings import BackstopSettings, SidecarSettings
 from tests.tools import REPO
 
 README = (REPO / "README.md").read_text()
-MODELS = [SidecarSettings, BackstopSettings, TokenhelperSettings]
+MODELS = [SidecarSettings, BackstopSettings, TokenhelperSettings, AgentSettings]
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
@@ -29,3 +31,9 @@ def test_every_hook_setting_is_documented() -> None:
 def test_the_readme_names_the_two_commands() -> None:
     assert "make demo" in README and "make test" in README
     assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_the_in_session_variables_are_documented() -> None:
+    for name in (SCOPE_ENV, GPU_LIMIT_ENV, "JUPYTERHUB_SIDECARS_PROFILE",
+                 "JUPYTERHUB_SIDECARS_WALLTIME_URL"):
+        assert f"| `{name}` |" in README, name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 
 import pynvml
@@ -172,3 +173,23 @@ def test_nvml_double_matches_pynvml() -> None:
             real = inspect.signature(getattr(pynvml, name)).parameters
             ours = inspect.signature(getattr(double, name)).parameters
             assert list(ours) == list(real), name
+
+
+def test_reader_keeps_files_open_rereads_fresh_values_and_closes_gone_containers(
+        tmp_path: Path) -> None:
+    from services.metrics.cgroups import V2Reader
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_container(a, Container("n", memory_current=100 * MIB, inactive_file=0))
+    write_container(b, Container("n", memory_current=200 * MIB, inactive_file=0))
+    reader = V2Reader(max_open=12)  # room for a's files only; b falls back to open/close
+    first = reader.read(str(a))
+    assert first is not None and first.memory_usage_bytes == 100 * MIB
+    assert reader.read(str(b)).memory_usage_bytes == 200 * MIB  # type: ignore[union-attr]
+    opened = len(os.listdir("/proc/self/fd"))
+    (a / "memory.current").write_text(f"{150 * MIB}\n")  # the kernel updates in place
+    assert reader.read(str(a)).memory_usage_bytes == 150 * MIB  # type: ignore[union-attr]
+    assert len(os.listdir("/proc/self/fd")) == opened  # no new descriptors per scrape
+    reader.forget_except({str(b)})  # a's container is gone from the node
+    assert len(os.listdir("/proc/self/fd")) < opened
+    reader.close()

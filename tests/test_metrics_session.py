@@ -14,7 +14,7 @@ import pytest
 
 from services.metrics.local_source import LocalSource
 from services.metrics.procs import descendants, process_table
-from tests.hub import Hub
+from tests.hub import Hub, process_env
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +58,13 @@ def test_status_api_reports_the_servers_usage_limits_and_walltime(hub: Hub) -> N
     assert walltime["limit"] == 12 * 3600 and walltime["state"] == "running"
     assert walltime["started"].startswith(model["started"][:19])
     assert 0 < 12 * 3600 - walltime["remaining"] < 120
+
+    # What the README tells users to try in a terminal of their session.
+    env = process_env(server_pid(hub, user))
+    own = httpx.get(env["JUPYTERHUB_SERVICE_URL"].rstrip("/") + "/api/sidecars/status",
+                    headers={"Authorization": f"token {env['JUPYTERHUB_API_TOKEN']}"},
+                    timeout=30)
+    assert own.status_code == 200 and own.json()["memory"]["limit_bytes"] == GB3
 
     # What the status bar costs: poll as it does and time it (reported, not asserted).
     timings = []
