@@ -70,6 +70,10 @@ def test_demo_starts_logs_in_through_oidc_and_equips_the_server(tmp_path: Path) 
         userinfo = httpx.get(f"http://127.0.0.1:{port + 1400}/userinfo", timeout=5,
                              headers={"Authorization": f"Bearer {token}"})
         assert userinfo.json()["uidNumber"] == 1001
+        usage = wait_http(f"http://127.0.0.1:{port + 768}/usage", status=200).json()
+        [alice] = [s for s in usage["servers"] if s["user"] == "alice"]
+        assert alice["profile"] == "quick" and alice["walltime"]["limit"] == 120
+        assert alice["containers"]["notebook"]["memory"]["limit_bytes"] == 1024**3
     finally:
         os.killpg(demo.pid, signal.SIGINT)
         assert demo.wait(30) == 0

@@ -96,6 +96,7 @@ def configure(
     roles: list[dict[str, Any]] | None = None,
     cleanup_servers: bool = False,
     oidc: OidcClient | None = None,
+    metrics_port: int | None = None,
 ) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     c.JupyterHub.ip = "127.0.0.1"
@@ -144,6 +145,13 @@ def configure(
             "name": "walltime-backstop",
             "scopes": ["list:users", "read:servers", "delete:servers"],
             "services": ["walltime-backstop"],
+        })
+    if metrics_port is not None:
+        # The node agent, local source: it needs no hub token and no role.
+        all_services.append({
+            "name": "metrics",
+            "command": [sys.executable, "-m", "services", "metrics", "--source", "local",
+                        "--host", "127.0.0.1", "--port", str(metrics_port)],
         })
     c.JupyterHub.services = all_services
     c.JupyterHub.load_roles = all_roles

@@ -15,6 +15,7 @@ configure(
     proxy_api_port=int(os.environ.get("SIDECARS_DEMO_PROXY_API_PORT", "8001")),
     backstop={"WALLTIME_INTERVAL": "30s", "WALLTIME_GRACE": "30s",
               "WALLTIME_PORT": os.environ.get("SIDECARS_DEMO_BACKSTOP_PORT", "8766")},
+    metrics_port=int(os.environ.get("SIDECARS_DEMO_METRICS_PORT", "8768")),
     cleanup_servers=True,  # Ctrl-C on the demo leaves no process behind
     oidc=OidcClient.oidc_provider_mock(os.environ["SIDECARS_DEMO_OIDC_ISSUER"])
     if os.environ.get("SIDECARS_DEMO_OIDC_ISSUER") else None,

@@ -79,6 +79,7 @@ def _run_hub(args: argparse.Namespace, state: Path, bin_dir: Path, provider_port
         "SIDECARS_DEMO_HUB_PORT": str(args.port + 81),
         "SIDECARS_DEMO_PROXY_API_PORT": str(args.port + 1),
         "SIDECARS_DEMO_BACKSTOP_PORT": str(args.port + 766),
+        "SIDECARS_DEMO_METRICS_PORT": str(args.port + 768),
         "SIDECARS_DEMO_OIDC_ISSUER": issuer,
         "JUPYTERHUB_CRYPT_KEY": crypt_key(state),
     }
@@ -121,9 +122,12 @@ def _banner(port: int, state: Path, issuer: str) -> str:
       curl -s $JUPYTERHUB_SIDECARS_TOKEN_URL/v1/token        # the same, with its expiry
       oidc-token demo                                        # via $OIDC_SOCK (oidc-agent-cli)
       curl -s -H "Authorization: Bearer $(cat $BEARER_TOKEN_FILE)" {issuer}/userinfo
+      jupyterhub-sidecars usage                              # memory, CPU, GPU, walltime
  4. Watch the server stop after two minutes; your files stay in {state}/home.
 
- Operators: walltime metrics at
+ Operators:
+      curl -s http://127.0.0.1:{port + 768}/metrics | grep alice       # usage per server
+      curl -s http://127.0.0.1:{port + 768}/usage                      # the same as JSON
       curl -s http://127.0.0.1:{port + 766}/metrics | grep walltime    # hub-wide backstop
  Hub and sidecar logs (JSON) are printed below.
 ================================================================================
