@@ -37,19 +37,29 @@ if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   apt_install python3-venv
 fi
 
-# The virtualenv, reinstalled when pyproject.toml changes.
+# Node.js + npm: configurable-http-proxy, and the package build compiles the JupyterLab
+# extension (labextension/) with it.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt_install nodejs npm
+fi
+
+# The virtualenv, reinstalled when pyproject.toml or the extension's sources change.
 stamp=$VENV/.installed
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+stale=$(find pyproject.toml hatch_build.py labextension/src labextension/style \
+  labextension/package.json labextension/package-lock.json -newer "$stamp" 2>/dev/null | head -1 || true)
+if [ ! -f "$stamp" ] || [ -n "$stale" ]; then
   say "installing Python packages (pip install -e '.[test,demo]')"
   "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/python" -m pip install -q -e '.[test,demo]' 2>&1 \
     | grep -v "^WARNING: Location" || true
   "$VENV/bin/python" -c 'import services, jupyterhub, pytest' \
     || die "Python packages did not install"
+  [ -f "$VENV/share/jupyter/labextensions/jupyterhub-sidecars-status/package.json" ] \
+    || die "the JupyterLab extension was not built into $VENV"
   touch "$stamp"
 fi
 
@@ -78,10 +88,6 @@ if [ ! -x .tools/prometheus/usr/bin/promtool ]; then
   [ -x .tools/prometheus/usr/bin/promtool ] || die "promtool did not unpack"
 fi
 
-# Node.js + npm for configurable-http-proxy.
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  apt_install nodejs npm
-fi
 if [ ! -x node_modules/.bin/configurable-http-proxy ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing configurable-http-proxy (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error >/dev/null

@@ -58,7 +58,7 @@ def test_demo_starts_logs_in_through_oidc_and_equips_the_server(tmp_path: Path) 
 
         browser = log_in(f"http://127.0.0.1:{port}", "alice")
         form = browser.get("/hub/spawn")
-        assert "(time limit 2m)" in form.text
+        assert "(Limits: 1GB RAM, 1 CPU, 2 min)" in form.text
         action = re.search(r'id="spawn_form"\s+action="([^"]+)"', form.text)
         assert action
         browser.post(action.group(1), data={"profile": "quick"})

@@ -89,6 +89,19 @@ def test_extra_config_installs_the_hooks(values: dict[str, Any]) -> None:
     assert c.KubeSpawner.modify_pod_hook.__name__ == "both"  # chained, not replaced
 
 
+def test_spawn_page_shows_each_profiles_generated_limits(values: dict[str, Any]) -> None:
+    """Z2JH sets profile_list from singleuser.profileList before extraConfig runs."""
+    c = Config()
+    c.KubeSpawner.profile_list = values["singleuser"]["profileList"]
+    c.Sidecars = Config(values["hub"]["config"]["Sidecars"])
+    for _, snippet in sorted(values["hub"]["extraConfig"].items()):
+        exec(compile(snippet, "extraConfig", "exec"), {"c": c})  # noqa: S102 - our own file
+    shown = {p["slug"]: p["description"] for p in c.KubeSpawner.profile_list}
+    assert shown["a100-10g-quick"] == "Limits: 50GB RAM, 8 CPU, 10GB VRAM, 30 min"
+    assert shown["arc"].startswith("Limits: 10GB RAM, 2 CPU, 12 h. ARC 6 commands")
+    assert shown["cpu-small"] == "Limits: 10GB RAM, 2 CPU, 8 h"  # walltime_default
+
+
 def test_hub_config_keys_are_real_settings(values: dict[str, Any]) -> None:
     configured = values["hub"]["config"]["Sidecars"]
     known = set(hooks.Sidecars.class_trait_names(config=True))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from services.hub.hooks import Sidecars
+from services.metrics.quantities import GPU_LIMIT_ENV
 from services.metrics.settings import AgentSettings
-from services.metrics.status import GPU_LIMIT_ENV, SCOPE_ENV
+from services.metrics.status import SCOPE_ENV
 from services.runtime.settings import env_name, flag_name
 from services.tokenhelper.settings import TokenhelperSettings
 from services.walltime.settings import BackstopSettings, SidecarSettings

@@ -7,6 +7,7 @@ from services.hub.profiles import (
     profiles_of,
     slug_of,
     walltime_of,
+    with_limits,
 )
 
 PROFILES = [
@@ -42,8 +43,19 @@ def test_walltime_of_profile_or_default() -> None:
 
 
 def test_limits_summary_for_the_spawn_page() -> None:
-    assert limits_summary(PROFILES[1], None) == "time limit 30m"
-    assert limits_summary(PROFILES[2], "8h") == "no time limit"
+    assert limits_summary(PROFILES[1], None) == "Limits: 30 min"
+    assert limits_summary(PROFILES[2], "8h") == "Limits: no time limit"
+    seed = {"display_name": "Dedicated A100 10G Partition", "walltime": "30m",
+            "gpu_memory": "10G", "kubespawner_override": {"mem_limit": "50G", "cpu_limit": 8}}
+    assert limits_summary(seed, None) == "Limits: 50GB RAM, 8 CPU, 10GB VRAM, 30 min"
+    assert limits_summary({"walltime": "90s", "kubespawner_override": {
+        "mem_limit": 3 * 2**30, "cpu_limit": 1.5}}, None) == "Limits: 3GB RAM, 1.5 CPU, 90 s"
+    assert limits_summary({"walltime": "12h", "kubespawner_override": {"mem_limit": "512M"}},
+                          None) == "Limits: 512MB RAM, 12 h"
+    described = with_limits({**seed, "description": "For training."}, None)
+    assert described["description"] == \
+        "Limits: 50GB RAM, 8 CPU, 10GB VRAM, 30 min. For training."
+    assert described["display_name"] == seed["display_name"]  # the slug stays the same
 
 
 async def test_profile_list_may_be_callable_async_or_dict() -> None:

@@ -251,8 +251,9 @@ def test_a_user_picks_a_profile_on_the_spawn_page_and_gets_its_walltime(hub: Hub
         browser.post("/hub/login", data={"username": "webuser", "password": "x",
                                          "_xsrf": xsrf.group(1)})
         form = browser.get("/hub/spawn")
-        assert "Ten seconds" in form.text and "(time limit 10s)" in form.text
-        assert "(no time limit)" in form.text and "(time limit 12h)" in form.text
+        assert "Ten seconds" in form.text and "(Limits: 10 s)" in form.text
+        assert "(Limits: no time limit)" in form.text
+        assert "(Limits: 3GB RAM, 1.5 CPU, 12 h)" in form.text
         action = re.search(r'id="spawn_form"\s+action="([^"]+)"', form.text)
         assert action, form.text[:2000]
         browser.post(action.group(1), data={"profile": "ten"}, follow_redirects=False)

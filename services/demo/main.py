@@ -115,7 +115,7 @@ def _banner(port: int, state: Path, issuer: str) -> str:
 
  1. Open {url}/hub/login (use 127.0.0.1, not localhost) and sign in: the
     local OIDC provider ({issuer}) asks for a subject: type alice (or any name).
- 2. Pick "Quick look (time limit 2m)" and start the server.
+ 2. Pick "Quick look (Limits: 1GB RAM, 1 CPU, 2 min)" and start the server.
  3. In a JupyterLab terminal:
       curl -s $JUPYTERHUB_SIDECARS_WALLTIME_URL/status      # the countdown
       cat $BEARER_TOKEN_FILE                                 # a fresh access token

@@ -19,13 +19,21 @@ from traitlets import Bool, Dict, Integer, Unicode
 from traitlets.config import Configurable
 
 from services.hub.plan import ContainerSettings, Sidecar, SidecarPlan, apply_to_pod
-from services.hub.profiles import Profile, chosen_profile, profiles_of, slug_of, walltime_of
+from services.hub.profiles import (
+    Profile,
+    chosen_profile,
+    profiles_of,
+    slug_of,
+    walltime_of,
+    with_limits,
+)
 from services.metrics.local_source import PROFILE_ENV
 from services.metrics.pods import (
     PROFILE_ANNOTATION,
     WALLTIME_DEADLINE_ANNOTATION,
     WALLTIME_LIMIT_ANNOTATION,
 )
+from services.metrics.quantities import GPU_LIMIT_ENV
 from services.runtime.durations import parse_duration, parse_duration_list
 from services.walltime.countdown import USER_OPTIONS_KEY
 from services.walltime.settings import DEFAULT_PORT
@@ -219,6 +227,8 @@ def describe_for_metrics(plan: SidecarPlan, profile: Profile | None, limit: floa
     """
     slug = slug_of(profile) if profile else ""
     plan.notebook_env[PROFILE_ENV] = slug
+    if profile and profile.get("gpu_memory"):
+        plan.notebook_env[GPU_LIMIT_ENV] = str(profile["gpu_memory"])
     plan.pod_annotations[PROFILE_ANNOTATION] = slug
     if limit is not None and started is not None:
         if started.tzinfo is None:  # the hub's database keeps naive UTC
@@ -315,3 +325,8 @@ def install(c: Any) -> None:
         if klass == "Spawner" or "post_stop_hook" in section:
             section.post_stop_hook = _chain(section.get("post_stop_hook"), post_stop_hook)
     c.KubeSpawner.modify_pod_hook = _chain(c.KubeSpawner.get("modify_pod_hook"), modify_pod_hook)
+    # The spawn page shows each profile's limits, generated from the keys that set them.
+    profiles = c.KubeSpawner.get("profile_list")
+    if isinstance(profiles, list):
+        default = c.Sidecars.get("walltime_default") or None
+        c.KubeSpawner.profile_list = [with_limits(p, default) for p in profiles]

@@ -11,7 +11,7 @@ import inspect
 import re
 from typing import Any
 
-from services.runtime.durations import format_duration, parse_duration
+from services.runtime.durations import parse_duration
 
 Profile = dict[str, Any]
 
@@ -71,6 +71,43 @@ def walltime_of(profile: Profile | None, default: str | float | None) -> float |
 
 
 def limits_summary(profile: Profile, default: str | float | None) -> str:
-    """``"30 min"``-style text for the spawn page: what the user will get."""
+    """``Limits: 50GB RAM, 8 CPU, 10GB VRAM, 30 min`` for the spawn page, from the keys the
+    spawner and the hooks apply (``kubespawner_override`` mem/cpu limits, ``gpu_memory``,
+    ``walltime``): what is shown is what is enforced."""
+    override = profile.get("kubespawner_override") or {}
+    parts = []
+    if override.get("mem_limit"):
+        parts.append(f"{_bytes_text(override['mem_limit'])} RAM")
+    if override.get("cpu_limit"):
+        parts.append(f"{float(override['cpu_limit']):g} CPU")
+    if profile.get("gpu_memory"):
+        parts.append(f"{_bytes_text(profile['gpu_memory'])} VRAM")
     seconds = walltime_of(profile, default)
-    return "no time limit" if seconds is None else f"time limit {format_duration(seconds)}"
+    parts.append("no time limit" if seconds is None else walltime_text(seconds))
+    return "Limits: " + ", ".join(parts)
+
+
+def walltime_text(seconds: float) -> str:
+    """``30 min``, ``12 h``, ``90 s``: the unit the number is whole in."""
+    whole = round(seconds)
+    if whole >= 3600 and whole % 3600 == 0:
+        return f"{whole // 3600} h"
+    if whole >= 60 and whole % 60 == 0:
+        return f"{whole // 60} min"
+    return f"{whole} s"
+
+
+def _bytes_text(value: str | int) -> str:
+    """KubeSpawner byte specifications (``50G``, ``512M``, bytes) as ``50GB``/``512MB``."""
+    text = str(value).strip().removesuffix("i")  # Kubernetes' 10Gi reads as 10GB here too
+    if text[-1:].upper() in ("K", "M", "G", "T"):
+        return f"{text[:-1]}{text[-1].upper()}B"
+    number = float(text)
+    return f"{number / 2**30:g}GB" if number >= 2**30 else f"{number / 2**20:g}MB"
+
+
+def with_limits(profile: Profile, default: str | float | None) -> Profile:
+    """The profile with its limits in front of its description (KubeSpawner's spawn page)."""
+    summary = limits_summary(profile, default)
+    description = profile.get("description")
+    return {**profile, "description": f"{summary}. {description}" if description else summary}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+# The notebook's GPU memory limit, from a profile's ``gpu_memory`` (set by the hooks).
+GPU_LIMIT_ENV = "JUPYTERHUB_SIDECARS_GPU_MEMORY_LIMIT"
+
 _SUFFIXES = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
              "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 _QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|k|M|G|T|)\s*$")

@@ -22,10 +22,9 @@ from services.metrics.cgroups import CgroupStats, OwnCgroup, own_cgroup
 from services.metrics.gpu import GpuReader, GpuSnapshot
 from services.metrics.local_source import SERVER_COMMANDS, WALLTIME_URL_ENV, tree_stats
 from services.metrics.procs import Process, descendants, process_table
-from services.metrics.quantities import parse_bytes
+from services.metrics.quantities import GPU_LIMIT_ENV, parse_bytes
 
 SCOPE_ENV = "JUPYTERHUB_SIDECARS_USAGE_SCOPE"
-GPU_LIMIT_ENV = "JUPYTERHUB_SIDECARS_GPU_MEMORY_LIMIT"
 WALLTIME_TIMEOUT = 1.0
 
 

@@ -1,0 +1,128 @@
+import { describe, expect, it } from 'vitest';
+
+import {
+  Announced,
+  Status,
+  durationUnit,
+  formatPair,
+  formatWalltime,
+  levelOf,
+  notices,
+  statusText,
+  tooltip
+} from '../src/format';
+
+const MIB = 1024 * 1024;
+const fresh: Announced = { keys: [], memoryHigh: false };
+
+function status(over: Partial<Status> = {}): Status {
+  return {
+    memory: { used_bytes: 450 * MIB, limit_bytes: 51200 * MIB },
+    gpu: { used_bytes: 1164 * MIB, limit_bytes: 10201 * MIB },
+    walltime: { state: 'running', limit: 1800, elapsed: 28 * 60 + 30, remaining: 90,
+                warnings: [600, 60], warnings_due: [600] },
+    ...over
+  };
+}
+
+describe('formatting', () => {
+  it('renders the seed status line', () => {
+    expect(statusText(status())).toBe(
+      'Mem: 450 / 51200 MB | GPU: 1164 / 10201 MB | Walltime: 28 / 30 min');
+  });
+  it('leaves out what is absent', () => {
+    expect(statusText(status({ gpu: null, walltime: null }))).toBe('Mem: 450 / 51200 MB');
+    expect(formatPair(97 * MIB, null)).toBe('97 MB');
+  });
+  it('switches to GB from 100 GB on', () => {
+    expect(formatPair(20 * 1024 * MIB, 100 * 1024 * MIB)).toBe('20.0 / 100.0 GB');
+    expect(formatPair(99 * 1024 * MIB, 99.9 * 1024 * MIB)).toBe('101376 / 102298 MB');
+  });
+  it('picks s, min or h from the limit', () => {
+    expect(durationUnit(120)).toEqual(['s', 1]);
+    expect(durationUnit(300)).toEqual(['s', 1]);
+    expect(durationUnit(1800)).toEqual(['min', 60]);
+    expect(durationUnit(12 * 3600)).toEqual(['h', 3600]);
+    expect(formatWalltime({ state: 'running', limit: 120, elapsed: 45.7 })).toBe('45 / 120 s');
+    expect(formatWalltime({ state: 'running', limit: 43200, elapsed: 3 * 3600 + 5 }))
+      .toBe('3 / 12 h');
+    expect(formatWalltime({ state: 'running', limit: 120, elapsed: 130 })).toBe('120 / 120 s');
+    expect(formatWalltime({ state: 'unavailable' })).toBe('unavailable');
+  });
+  it('matches what the end-to-end test looks for', () => {
+    expect(statusText(status())).toMatch(/Walltime: \d+ \/ \d+ (s|min)/);
+  });
+  it('explains in the tooltip', () => {
+    expect(tooltip(status())).toContain('Walltime: 90 seconds left');
+    expect(tooltip(status({ walltime: null }))).toContain('Walltime: no limit');
+  });
+});
+
+describe('levels', () => {
+  it('is ok far from every limit', () => {
+    expect(levelOf(status({ walltime: { state: 'running', limit: 1800, elapsed: 60,
+                                        remaining: 1740, warnings: [600, 60],
+                                        warnings_due: [] } }))).toBe('ok');
+  });
+  it('warns at 75 % memory and is critical from 90 %', () => {
+    const at = (ratio: number): string => levelOf(status({
+      walltime: null, gpu: null,
+      memory: { used_bytes: ratio * 1000 * MIB, limit_bytes: 1000 * MIB } }));
+    expect(at(0.74)).toBe('ok');
+    expect(at(0.75)).toBe('warning');
+    expect(at(0.9)).toBe('critical');
+  });
+  it('follows the walltime thresholds', () => {
+    expect(levelOf(status())).toBe('warning'); // 10-minute warning due, 1-minute not
+    expect(levelOf(status({ walltime: { state: 'warning', limit: 1800, elapsed: 1750,
+                                        remaining: 50, warnings: [600, 60],
+                                        warnings_due: [600, 60] } }))).toBe('critical');
+  });
+});
+
+describe('notices', () => {
+  it('announces each walltime threshold once, the nearest first', () => {
+    const [first, after] = notices(status(), fresh);
+    expect(first.map(n => n.key)).toEqual(['walltime-600']);
+    expect(first[0].message).toContain('stops in 90 seconds');
+    expect(first[0].message).toContain('files are kept');
+    expect(notices(status(), after)[0]).toEqual([]);
+    const late = status({ walltime: { state: 'warning', limit: 1800, elapsed: 1770,
+                                      remaining: 30, warnings: [600, 60],
+                                      warnings_due: [600, 60] } });
+    expect(notices(late, after)[0].map(n => n.key)).toEqual(['walltime-60']);
+    // a tab opened 30 s before the end shows one notice, not two
+    expect(notices(late, fresh)[0].map(n => n.key)).toEqual(['walltime-60']);
+  });
+  it('tells the user when the server is being stopped, once', () => {
+    const stopping = status({ walltime: { state: 'stopping', limit: 1800, elapsed: 1800,
+                                          remaining: 0, warnings: [600, 60],
+                                          warnings_due: [600, 60] } });
+    const [found, after] = notices(stopping, fresh);
+    expect(found).toHaveLength(1);
+    expect(found[0].kind).toBe('error');
+    expect(found[0].message).toMatch(/being stopped.*files are kept/);
+    expect(notices(stopping, after)[0]).toEqual([]);
+  });
+  it('warns at 90 % memory once, again only after dropping below 80 %', () => {
+    const memory = (ratio: number): Status => status({
+      walltime: null, memory: { used_bytes: ratio * 1000 * MIB, limit_bytes: 1000 * MIB } });
+    let [found, state] = notices(memory(0.89), fresh);
+    expect(found).toEqual([]);
+    [found, state] = notices(memory(0.91), state);
+    expect(found.map(n => n.key)).toEqual(['memory']);
+    [found, state] = notices(memory(0.95), state);
+    expect(found).toEqual([]);
+    [found, state] = notices(memory(0.85), state);
+    [found, state] = notices(memory(0.92), state);
+    expect(found).toEqual([]); // never went below 80 %
+    [found, state] = notices(memory(0.5), state);
+    [found] = notices(memory(0.93), state);
+    expect(found.map(n => n.key)).toEqual(['memory']);
+  });
+  it('has nothing to say without limits', () => {
+    expect(notices(status({ walltime: null,
+                            memory: { used_bytes: 5, limit_bytes: null } }), fresh)[0])
+      .toEqual([]);
+  });
+});

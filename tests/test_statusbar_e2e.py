@@ -1,0 +1,72 @@
+"""The user's view end to end: JupyterLab in headless Chromium against a real JupyterHub.
+
+Log in, pick a one-minute profile on the spawn page, see the status bar count down, get the
+walltime warning, see the server stop with the notice that files are kept. Screenshots of each
+step are kept in ``test-artifacts/statusbar/``. Without a browser this test fails in CI.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.hub import Hub
+from tests.tools import REPO, require_tool
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = REPO / "test-artifacts" / "statusbar"
+STATUS = re.compile(r"Walltime: \d+ / \d+ (s|min)")
+
+
+def test_status_bar_counts_down_warns_and_reports_the_stop(hub: Hub) -> None:
+    chromium = require_tool("chromium")
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    user = "e2e-ada"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        try:
+            page.goto(f"{hub.public_url}/hub/login")
+            page.fill("input[name=username]", user)
+            page.fill("input[name=password]", "anything")
+            page.click("input[type=submit], button[type=submit]")
+            page.goto(f"{hub.public_url}/hub/spawn")
+            form = page.locator("#spawn_form")
+            expect(form).to_contain_text("One minute")
+            expect(form).to_contain_text("1 min")  # the limit, from the profile itself
+            page.screenshot(path=ARTIFACTS / "1-spawn-page.png")
+            page.check("input[value=minute]")
+            started = time.monotonic()
+            page.click("#spawn_form [type=submit]")
+
+            item = page.locator(".jp-SidecarsStatus")
+            expect(item).to_have_text(STATUS, timeout=90_000)
+            text = item.inner_text()
+            assert "Mem: " in text and " / 3072 MB" in text, text  # the profile's 3G limit
+            assert "Walltime: " in text and " / 60 s" in text, text
+            page.screenshot(path=ARTIFACTS / "2-status-bar.png")
+
+            warning = page.get_by_text(re.compile(r"Your server stops in \d+ seconds"))
+            expect(warning.first).to_be_visible(timeout=75_000)
+            assert item.get_attribute("data-level") in ("warning", "critical")
+            page.screenshot(path=ARTIFACTS / "3-warning.png")
+
+            stopped = page.get_by_text(re.compile(r"being stopped.*files are kept"))
+            expect(stopped.first).to_be_visible(timeout=60_000)
+            page.screenshot(path=ARTIFACTS / "4-stopped.png")
+            assert time.monotonic() - started < 120
+        except Exception:
+            page.screenshot(path=ARTIFACTS / "failure.png")
+            raise
+        finally:
+            browser.close()
+    hub.wait_stopped(user, timeout=30)
+    assert all((ARTIFACTS / f"{n}.png").stat().st_size > 10_000
+               for n in ("1-spawn-page", "2-status-bar", "3-warning", "4-stopped"))
