@@ -88,6 +88,16 @@ if [ ! -x .tools/prometheus/usr/bin/promtool ]; then
   [ -x .tools/prometheus/usr/bin/promtool ] || die "promtool did not unpack"
 fi
 
+# The JupyterLab extension's unit tests (vitest) need its node_modules; the package build
+# installs them, this catches a checkout where they were removed since.
+if [ ! -x labextension/node_modules/.bin/vitest ]; then
+  say "installing the JupyterLab extension's build and test tools (npm ci in labextension/)"
+  ( cd labextension && npm ci --no-audit --no-fund --loglevel=error >/dev/null )
+fi
+
+# Headless Chromium for the end-to-end test of the status bar (driven by Playwright).
+command -v chromium >/dev/null || apt_install chromium
+
 if [ ! -x node_modules/.bin/configurable-http-proxy ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing configurable-http-proxy (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
