@@ -46,7 +46,10 @@ class LabextensionBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         staging = Path(jupyterlab.__file__).parent / "staging"
         lock, modules = source / "package-lock.json", source / "node_modules"
         if not modules.exists() or _newest([lock]) > modules.stat().st_mtime:
-            subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            # npm ci rejects this lockfile over optional platform packages it leaves out
+            # (rollup), so install from it without rewriting it.
+            subprocess.run([npm, "install", "--no-save", "--no-audit", "--no-fund",
+                            "--loglevel=error"],
                            cwd=source, check=True)
         subprocess.run([npm, "run", "build:lib"], cwd=source, check=True)
         builder = modules / "@jupyterlab" / "builder" / "lib" / "build-labextension.js"

@@ -91,8 +91,8 @@ fi
 # The JupyterLab extension's unit tests (vitest) need its node_modules; the package build
 # installs them, this catches a checkout where they were removed since.
 if [ ! -x labextension/node_modules/.bin/vitest ]; then
-  say "installing the JupyterLab extension's build and test tools (npm ci in labextension/)"
-  ( cd labextension && npm ci --no-audit --no-fund --loglevel=error >/dev/null )
+  say "installing the JupyterLab extension's build and test tools (npm install from the lockfile in labextension/)"
+  ( cd labextension && npm install --no-save --no-audit --no-fund --loglevel=error >/dev/null )
 fi
 
 # Headless Chromium for the end-to-end test of the status bar (driven by Playwright).
