@@ -116,6 +116,8 @@ def _banner(port: int, state: Path, issuer: str) -> str:
  1. Open {url}/hub/login (use 127.0.0.1, not localhost) and sign in: the
     local OIDC provider ({issuer}) asks for a subject: type alice (or any name).
  2. Pick "Quick look (Limits: 1GB RAM, 1 CPU, 2 min)" and start the server.
+    JupyterLab's status bar (bottom left) shows "Mem: … / 1024 MB | Walltime: … / 120 s";
+    a notification warns one minute before the end, another when the server stops.
  3. In a JupyterLab terminal:
       curl -s $JUPYTERHUB_SIDECARS_WALLTIME_URL/status      # the countdown
       cat $BEARER_TOKEN_FILE                                 # a fresh access token
