@@ -95,19 +95,11 @@ def parse_flat_keyed(text: str | None) -> dict[str, int]:
 
 def parse_pressure(text: str | None) -> dict[str, float]:
     """PSI lines ``some avg10=0.00 avg60=0.00 avg300=0.00 total=123`` → stall seconds."""
-    totals: dict[str, float] = {}
-    if not text:
-        return totals
-    for line in text.splitlines():
-        kind, _, rest = line.partition(" ")
-        for part in rest.split():
-            if part.startswith("total="):
-                totals[kind] = int(part[6:]) / 1e6  # microseconds
-    return totals
+    return pressure_totals(text.encode() if text else None)
 
 
 def pressure_totals(data: bytes | None) -> dict[str, float]:
-    """:func:`parse_pressure` on raw bytes, looking only at ``total=`` (the scrape's hot path)."""
+    """PSI totals from the raw file, looking only at ``total=`` (microseconds): the hot path."""
     totals: dict[str, float] = {}
     if not data:
         return totals
