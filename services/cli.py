@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from services.demo import main as demo
+from services.kubepie import main as kubepie
 from services.metrics import main as metrics
 from services.metrics import usage_command as usage
 from services.tokenhelper import main as tokenhelper
@@ -34,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
         "arc-profile", help="print the shell snippet that lets ARC 6 commands use the token",
         description="Print /etc/profile.d/arc-token.sh for notebook images (see README).")
     arc_parser.set_defaults(run=_print_arc_profile)
+    kubepie_parser = commands.add_parser(
+        "kubepie", help="per-user web/WebDAV servers that run as the user",
+        description="kubepie: each user's files over WebDAV/HTTPS with their own uid and gids.")
+    kubepie.add_arguments(kubepie_parser)
     metrics_parser = commands.add_parser(
         "metrics", help="node agent: per-server memory, CPU, GPU and walltime for Prometheus",
         description="Export the usage of every JupyterHub user server on this node (cgroup v2 "

@@ -1,0 +1,1 @@
+"""The per-user WebDAV/HTTPS file server (``jupyterhub-sidecars kubepie fileserver``)."""

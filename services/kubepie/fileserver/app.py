@@ -1,0 +1,85 @@
+"""The aiohttp application: one route, dispatched by method, errors mapped to WebDAV statuses."""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+
+from services.kubepie.fileserver import locking, read, write
+from services.kubepie.fileserver.context import Dav, HTTPLocked
+from services.kubepie.fileserver.davxml import BadXml
+from services.kubepie.fileserver.ifheader import BadIfHeader
+from services.kubepie.fileserver.locks import LockConflict, LockManager
+from services.kubepie.fileserver.mounts import BadPath, MountTable, OutsideMount
+from services.kubepie.fileserver.settings import FileserverSettings
+from services.runtime.webapp import make_app
+
+log = logging.getLogger("sidecars.kubepie.fileserver")
+
+Handler = Callable[[Dav, web.Request], Awaitable[web.StreamResponse]]
+
+HANDLERS: dict[str, Handler] = {
+    "OPTIONS": read.options, "GET": read.get, "HEAD": read.get, "PROPFIND": read.propfind,
+    "PUT": write.put, "DELETE": write.delete, "MKCOL": write.mkcol, "COPY": write.copy,
+    "MOVE": write.move, "PROPPATCH": write.proppatch, "LOCK": locking.lock,
+    "UNLOCK": locking.unlock,
+}
+
+# What the kernel says, as a WebDAV client should hear it: permission problems are 403, never 500.
+ERRNO_ERRORS: dict[int, type[web.HTTPException]] = {
+    errno.EACCES: web.HTTPForbidden, errno.EPERM: web.HTTPForbidden,
+    errno.EROFS: web.HTTPForbidden, errno.ELOOP: web.HTTPForbidden,
+    errno.ENOENT: web.HTTPNotFound, errno.ENOTDIR: web.HTTPConflict,
+    errno.EISDIR: web.HTTPConflict, errno.ENOTEMPTY: web.HTTPConflict,
+    errno.EEXIST: web.HTTPConflict, errno.ENAMETOOLONG: web.HTTPRequestURITooLong,
+    errno.ENOSPC: web.HTTPInsufficientStorage, errno.EDQUOT: web.HTTPInsufficientStorage,
+    errno.EFBIG: web.HTTPInsufficientStorage,
+}
+
+
+def build_app(settings: FileserverSettings, registry: CollectorRegistry) -> web.Application:
+    dav = Dav(settings, MountTable(settings.mount_table), LockManager(settings.lock_timeout))
+    requests = Counter("jupyterhub_sidecars_kubepie_fileserver_requests",
+                       "WebDAV requests by method and status.", ["method", "code"],
+                       registry=registry)
+    app = make_app(registry)
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        handler = HANDLERS.get(request.method)
+        status = 500
+        try:
+            if handler is None:
+                raise web.HTTPMethodNotAllowed(request.method, sorted(HANDLERS))
+            response = await handler(dav, request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except (BadPath, BadXml, BadIfHeader) as exc:
+            status = 400
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        except OutsideMount as exc:
+            status = 403
+            raise web.HTTPForbidden(text=f"{exc}\n") from None
+        except LockConflict as exc:
+            status = 423
+            raise HTTPLocked(text=f"{exc}\n") from None
+        except ConnectionError:
+            status = 499  # the client went away (nginx's code for it, in the metrics only)
+            raise web.HTTPBadRequest(text="connection lost\n") from None
+        except OSError as exc:
+            error = ERRNO_ERRORS.get(exc.errno or 0, web.HTTPInternalServerError)
+            status = error.status_code
+            if status == 500:
+                log.exception("filesystem error", extra={"method": request.method})
+            raise error(text=f"{exc.strerror or exc}\n") from None
+        finally:
+            requests.labels(request.method if handler else "other", str(status)).inc()
+
+    app.router.add_route("*", "/{path:.*}", dispatch)
+    return app

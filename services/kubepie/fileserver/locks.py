@@ -1,0 +1,113 @@
+"""Write locks (RFC 4918 §6 and §7): exclusive and shared, depth 0 or infinity, with timeouts.
+
+Locks are kept in memory. The fileserver is one process per user, and losing locks on a restart
+is allowed (clients see 412 on their next conditional request and lock again); the files
+themselves are never at risk.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from xml.sax.saxutils import escape
+
+Segments = tuple[str, ...]
+
+TOKEN_SCHEME = "opaquelocktoken:"  # noqa: S105 - a URI scheme, not a secret
+
+
+class LockConflict(Exception):
+    """Another lock is in the way (423)."""
+
+
+@dataclass
+class Lock:
+    token: str
+    root: Segments
+    root_href: str
+    exclusive: bool
+    infinite: bool
+    owner: str | None
+    timeout: float
+    expires: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.refresh(self.timeout)
+
+    def refresh(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.expires = time.monotonic() + timeout
+
+    def covers(self, segments: Segments) -> bool:
+        if segments == self.root:
+            return True
+        return self.infinite and segments[:len(self.root)] == self.root
+
+    def active_lock_xml(self) -> str:
+        scope = "<D:exclusive/>" if self.exclusive else "<D:shared/>"
+        left = max(0, round(self.expires - time.monotonic()))
+        return ("<D:activelock>"
+                f"<D:locktype><D:write/></D:locktype><D:lockscope>{scope}</D:lockscope>"
+                f"<D:depth>{'infinity' if self.infinite else '0'}</D:depth>"
+                f"{self.owner or ''}<D:timeout>Second-{left}</D:timeout>"
+                f"<D:locktoken><D:href>{escape(self.token)}</D:href></D:locktoken>"
+                f"<D:lockroot><D:href>{escape(self.root_href)}</D:href></D:lockroot>"
+                "</D:activelock>")
+
+
+class LockManager:
+    def __init__(self, max_timeout: float, max_locks: int = 10_000) -> None:
+        self.max_timeout = max_timeout
+        self.max_locks = max_locks
+        self._locks: dict[str, Lock] = {}
+
+    def _live(self) -> list[Lock]:
+        now = time.monotonic()
+        for token in [t for t, lock in self._locks.items() if lock.expires <= now]:
+            del self._locks[token]
+        return list(self._locks.values())
+
+    def get(self, token: str) -> Lock | None:
+        self._live()
+        return self._locks.get(token)
+
+    def covering(self, segments: Segments) -> list[Lock]:
+        """Locks on ``segments`` or on an ancestor with depth infinity."""
+        return [lock for lock in self._live() if lock.covers(segments)]
+
+    def within(self, segments: Segments) -> list[Lock]:
+        """Locks on ``segments``, an ancestor (infinity) or anything below it."""
+        return [lock for lock in self._live()
+                if lock.covers(segments) or lock.root[:len(segments)] == segments]
+
+    def lock(self, segments: Segments, href: str, *, exclusive: bool, infinite: bool,
+             owner: str | None, timeout: float) -> Lock:
+        others = self.within(segments) if infinite else self.covering(segments)
+        if any(other.exclusive or exclusive for other in others):
+            raise LockConflict("the resource is locked")
+        if len(self._locks) >= self.max_locks:
+            raise LockConflict("too many locks")
+        lock = Lock(f"{TOKEN_SCHEME}{uuid.uuid4()}", segments, href, exclusive, infinite,
+                    owner, min(timeout, self.max_timeout))
+        self._locks[lock.token] = lock
+        return lock
+
+    def unlock(self, token: str) -> bool:
+        return self._locks.pop(token, None) is not None
+
+    def forget_below(self, segments: Segments) -> None:
+        """A resource was deleted or moved away: its locks and those of its members end."""
+        for token in [t for t, lock in self._locks.items()
+                      if lock.root[:len(segments)] == segments]:
+            del self._locks[token]
+
+    def timeout_for(self, header: str | None) -> float:
+        """The first timeout of ``Timeout: Second-600, Infinite`` we accept, capped."""
+        for item in (header or "").split(","):
+            item = item.strip()
+            if item.lower() == "infinite":
+                return self.max_timeout
+            if item.lower().startswith("second-") and item[7:].isdigit():
+                return min(float(item[7:]), self.max_timeout)
+        return self.max_timeout

@@ -1,0 +1,52 @@
+"""``jupyterhub-sidecars kubepie fileserver``: settings, privilege drop, serve."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from prometheus_client import CollectorRegistry
+
+from services.kubepie.fileserver.app import build_app
+from services.kubepie.fileserver.privileges import PrivilegeError, drop_privileges
+from services.kubepie.fileserver.settings import FileserverSettings
+from services.runtime.logs import configure_logging
+from services.runtime.settings import (
+    SETTINGS_ERROR_EXIT,
+    SettingsError,
+    add_setting_flags,
+    exit_on_settings_error,
+    load_settings,
+)
+from services.runtime.webapp import run_service
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_setting_flags(parser, FileserverSettings)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(FileserverSettings, args)
+    except SettingsError as exc:
+        exit_on_settings_error("kubepie fileserver", exc)
+    try:
+        drop_privileges(settings.uid, settings.gid, settings.group_ids)
+    except (PrivilegeError, OSError) as exc:
+        print(f"jupyterhub-sidecars kubepie fileserver: {exc}", file=sys.stderr)
+        return SETTINGS_ERROR_EXIT
+    return asyncio.run(_run(settings))
+
+
+async def _run(settings: FileserverSettings) -> int:
+    log = configure_logging("kubepie-fileserver", settings.log_level)
+    app = build_app(settings, CollectorRegistry())
+    log.info("serving", extra={"mounts": {m.url: m.root for m in settings.mount_table},
+                               "read_only": [m.url for m in settings.mount_table if m.read_only]})
+
+    async def forever() -> int:
+        await asyncio.Event().wait()
+        return 0
+
+    return await run_service(app, forever, host=settings.host, port=settings.port)
