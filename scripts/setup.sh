@@ -74,6 +74,13 @@ if ! command -v glewlwyd >/dev/null; then
   apt_install glewlwyd
 fi
 
+# WebDAV clients the kubepie file server is tested with: the litmus suites, rclone, cadaver
+# and davix (gfal2's HTTP library).
+command -v litmus >/dev/null || apt_install litmus
+command -v rclone >/dev/null || apt_install rclone
+command -v cadaver >/dev/null || apt_install cadaver
+command -v davix-put >/dev/null || apt_install davix
+
 # promtool checks the metrics agent's exposition format. Only the tool is needed, not the
 # Prometheus server: unpack Debian's package into .tools/ instead of installing the service.
 if [ ! -x .tools/prometheus/usr/bin/promtool ]; then

@@ -51,6 +51,15 @@ def find(path: str, mount: Mount) -> Found | None:
         return None
 
 
+def lexists(path: str) -> bool:
+    """Like ``os.path.lexists``, but a folder we may not search is a 403, not a missing file."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
 @dataclass
 class OpenedFile:
     st: os.stat_result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 from aiohttp import web
 
@@ -36,7 +35,7 @@ async def lock(dav: Dav, request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="LOCK needs Depth 0 or infinity\n")
     lists = dav.if_lists(request)
     await dav.check_if(request, target, lists)
-    exists = await asyncio.to_thread(os.path.lexists, target.path)
+    exists = await asyncio.to_thread(fsops.lexists, target.path)
     if not exists:
         dav.writable(target)
         dav.require_tokens(request, [lk for lk in dav.locks.covering(target.segments[:-1])

@@ -273,7 +273,6 @@ async def _stream_members(request: web.Request, target: Target, found: fsops.Fou
     """Depth 1 of a folder: written batch by batch while the folder is still being read."""
     assert target.mount is not None
     response = web.StreamResponse(status=207, headers={"Content-Type": XML_TYPE})
-    first = await asyncio.to_thread(renderer.render, me)
     batches = fsops.scan(found.real, target.mount)
     base = target.href(collection=True)
 
@@ -287,9 +286,15 @@ async def _stream_members(request: web.Request, target: Target, found: fsops.Fou
                      e.name, e.st, e.collection, os.path.join(found.real, e.name))
             for e in batch])
 
-    await response.prepare(request)
+    def start() -> bytes:
+        # The folder is opened before the 207 goes out: an unreadable one is still a 403.
+        members = next_batch() or b""
+        return (davxml.MULTISTATUS_OPEN + renderer.render(me)).encode() + members
+
     try:
-        await response.write((davxml.MULTISTATUS_OPEN + first).encode())
+        first = await asyncio.to_thread(start)
+        await response.prepare(request)
+        await response.write(first)
         while (chunk := await asyncio.to_thread(next_batch)) is not None:
             await response.write(chunk)
         await response.write(davxml.MULTISTATUS_CLOSE.encode())

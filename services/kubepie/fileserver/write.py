@@ -11,7 +11,7 @@ from aiohttp import web
 
 from services.kubepie.fileserver import davxml, fsops
 from services.kubepie.fileserver.context import Dav, http_preconditions
-from services.kubepie.fileserver.mounts import Target
+from services.kubepie.fileserver.mounts import OutsideMount, Target
 from services.kubepie.fileserver.props import (
     PROTECTED,
     etag,
@@ -99,10 +99,13 @@ async def delete(dav: Dav, request: web.Request) -> web.Response:
     assert target.mount is not None and target.path is not None
     if request.headers.get("Depth", "infinity").lower() != "infinity":
         raise web.HTTPBadRequest(text="DELETE needs Depth: infinity\n")
-    exists = await asyncio.to_thread(os.path.lexists, target.path)
+    exists = await asyncio.to_thread(fsops.lexists, target.path)
     if not exists:
         raise web.HTTPNotFound()
-    found = await _find(target)
+    try:
+        found = await _find(target)
+    except OutsideMount:
+        found = None  # a link leading out of the mount: DELETE removes the link itself
     http_preconditions(request, etag(found.st) if found and not found.collection else None)
     await dav.check_write(request, target, deep=True)
     failures = await asyncio.to_thread(fsops.remove, target.path, target.mount)
@@ -130,7 +133,7 @@ async def mkcol(dav: Dav, request: web.Request) -> web.Response:
     assert target.path is not None
     if await request.content.read(1):
         raise web.HTTPUnsupportedMediaType(text="MKCOL with a body is not supported\n")
-    if await asyncio.to_thread(os.path.lexists, target.path):
+    if await asyncio.to_thread(fsops.lexists, target.path):
         raise web.HTTPMethodNotAllowed("MKCOL", ["PROPFIND"], text="it exists already\n")
     await dav.check_write(request, target)
     try:
@@ -171,7 +174,7 @@ async def _copy_or_move(dav: Dav, request: web.Request, *, move: bool) -> web.Re
     if source.segments[:len(destination.segments)] == destination.segments:
         raise web.HTTPConflict(text="the source lies inside the destination\n")
     found = await _find(source)
-    if found is None and not (move and await asyncio.to_thread(os.path.lexists, source.path)):
+    if found is None and not (move and await asyncio.to_thread(fsops.lexists, source.path)):
         raise web.HTTPNotFound()
     http_preconditions(request, etag(found.st) if found and not found.collection else None)
     lists = dav.if_lists(request)
@@ -181,7 +184,7 @@ async def _copy_or_move(dav: Dav, request: web.Request, *, move: bool) -> web.Re
     parent = destination.segments[:-1]
     dav.require_tokens(request, [lock for lock in dav.locks.covering(parent)
                                  if lock.root == parent], lists)
-    existed = await asyncio.to_thread(os.path.lexists, destination.path)
+    existed = await asyncio.to_thread(fsops.lexists, destination.path)
     if existed:
         if overwrite == "F":
             raise web.HTTPPreconditionFailed(text="the destination exists (Overwrite: F)\n")
