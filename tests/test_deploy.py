@@ -148,6 +148,24 @@ def test_dockerfiles_pass_hadolint(dockerfile: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# What building the package needs (the wheel's build hook compiles the JupyterLab extension).
+BUILD_INPUTS = ("pyproject.toml", "README.md", "hatch_build.py", "services", "labextension",
+                "jupyter-config")
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfiles_copy_what_the_package_build_needs(dockerfile: Path) -> None:
+    text = dockerfile.read_text()
+    copied = {word for line in text.splitlines() if line.startswith("COPY ")
+              and "--from=" not in line for word in line.split()[1:-1]}
+    assert set(BUILD_INPUTS) <= copied, f"{dockerfile.name} misses {set(BUILD_INPUTS) - copied}"
+    assert "pip wheel" in text and "nodejs" in text
+    for path in BUILD_INPUTS:
+        assert (REPO / path).exists(), path
+    users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("0", "root"), "the image must end non-root"
+
+
 def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
     hadolint = require_tool("hadolint")
     bad = tmp_path / "Dockerfile"

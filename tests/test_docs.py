@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.hub.hooks import Sidecars
+from services.kubepie.fileserver.settings import FileserverSettings
 from services.metrics.quantities import GPU_LIMIT_ENV
 from services.metrics.settings import AgentSettings
 from services.metrics.status import SCOPE_ENV
@@ -14,7 +15,8 @@ from services.walltime.settings import BackstopSettings, SidecarSettings
 from tests.tools import REPO
 
 README = (REPO / "README.md").read_text()
-MODELS = [SidecarSettings, BackstopSettings, TokenhelperSettings, AgentSettings]
+MODELS = [SidecarSettings, BackstopSettings, TokenhelperSettings, AgentSettings,
+          FileserverSettings]
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)

@@ -14,4 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Serve folders over WebDAV (class 1 and 2) and plain HTTP as one user: "
                     "started as root it drops to FILESERVER_UID/GID/GROUPS first.")
     fileserver.add_arguments(fileserver_parser)
-    fileserver_parser.set_defaults(run=fileserver.main)
+    fileserver_parser.set_defaults(run_part=fileserver.main)
+
+
+def main(args: argparse.Namespace) -> int:
+    return int(args.run_part(args))

@@ -10,6 +10,7 @@ credential of their own, so other tools (gfal2, davix) never present it.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 from pathlib import Path
@@ -78,3 +79,12 @@ _sidecars_arc() {{
 }}
 {functions}
 """
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``jupyterhub-sidecars arc-profile`` takes no options."""
+
+
+def main(_: argparse.Namespace) -> int:
+    print(profile_snippet(), end="")
+    return 0

@@ -13,6 +13,7 @@ from services.kubepie.fileserver import locking, read, write
 from services.kubepie.fileserver.context import Dav, HTTPLocked
 from services.kubepie.fileserver.davxml import BadXml
 from services.kubepie.fileserver.ifheader import BadIfHeader
+from services.kubepie.fileserver.io_threads import BatchedThreads
 from services.kubepie.fileserver.locks import LockConflict, LockManager
 from services.kubepie.fileserver.mounts import BadPath, MountTable, OutsideMount
 from services.kubepie.fileserver.settings import FileserverSettings
@@ -42,7 +43,8 @@ ERRNO_ERRORS: dict[int, type[web.HTTPException]] = {
 
 
 def build_app(settings: FileserverSettings, registry: CollectorRegistry) -> web.Application:
-    dav = Dav(settings, MountTable(settings.mount_table), LockManager(settings.lock_timeout))
+    dav = Dav(settings, MountTable(settings.mount_table), LockManager(settings.lock_timeout),
+              BatchedThreads())
     requests = Counter("jupyterhub_sidecars_kubepie_fileserver_requests",
                        "WebDAV requests by method and status.", ["method", "code"],
                        registry=registry)
@@ -81,5 +83,13 @@ def build_app(settings: FileserverSettings, registry: CollectorRegistry) -> web.
         finally:
             requests.labels(request.method if handler else "other", str(status)).inc()
 
+    async def start_threads(_: web.Application) -> None:
+        dav.io.start()
+
+    async def stop_threads(_: web.Application) -> None:
+        dav.io.stop()
+
+    app.on_startup.append(start_threads)
+    app.on_cleanup.append(stop_threads)
     app.router.add_route("*", "/{path:.*}", dispatch)
     return app

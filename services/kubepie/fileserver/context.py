@@ -16,6 +16,7 @@ from services.kubepie.fileserver.ifheader import (
     parse_if,
     submitted_tokens,
 )
+from services.kubepie.fileserver.io_threads import BatchedThreads
 from services.kubepie.fileserver.locks import TOKEN_SCHEME, Lock, LockManager
 from services.kubepie.fileserver.mounts import MountTable, Target, decode_path
 from services.kubepie.fileserver.props import etag
@@ -46,6 +47,7 @@ class Dav:
     settings: FileserverSettings
     mounts: MountTable
     locks: LockManager
+    io: BatchedThreads
 
     # -- targets --------------------------------------------------------------------------------
 

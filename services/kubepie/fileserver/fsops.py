@@ -14,6 +14,7 @@ import stat
 import sys
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from services.kubepie.fileserver.mounts import Mount, OutsideMount, inside, parent_inside
 from services.kubepie.fileserver.props import copy_dead_properties
@@ -64,28 +65,53 @@ def lexists(path: str) -> bool:
 class OpenedFile:
     st: os.stat_result
     content: bytes | None  # small files are read at once
-    handle: object | None  # an open binary file for sendfile otherwise
+    handle: BinaryIO | None  # an open file for sendfile otherwise
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY  # a FIFO must not hang us
 
 
 def open_for_read(path: str, mount: Mount, small: int) -> OpenedFile | Found | None:
-    """Open a file for GET (reads it whole when at most ``small`` bytes); folders: Found."""
-    real = inside(path, mount)
+    """Open for GET; a file of at most ``small`` bytes is read at once. Folders give Found.
+
+    The containment check looks at what was actually opened (``/proc/self/fd``), so a symlink
+    swapped in between a check and the open cannot lead outside the mount.
+    """
     try:
-        handle = open(real, "rb")  # noqa: SIM115 - closed by the caller after sendfile
-    except IsADirectoryError:
-        return Found(real, os.stat(real))
+        fd = os.open(path, OPEN_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
-        st = os.fstat(handle.fileno())
+        real = _opened_inside(fd, path, mount)
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            return Found(real, st)
         if not stat.S_ISREG(st.st_mode):
             raise PermissionError(errno.EACCES, "not a regular file")
         if st.st_size <= small:
-            return OpenedFile(st, handle.read(small + 1), None)
+            content = os.read(fd, small + 1)
+            os.close(fd)
+            return OpenedFile(st, content, None)
+        return OpenedFile(st, None, os.fdopen(fd, "rb"))
     except BaseException:
-        handle.close()
+        with contextlib.suppress(OSError):
+            os.close(fd)
         raise
-    return OpenedFile(st, None, handle)
+
+
+def _opened_inside(fd: int, path: str, mount: Mount) -> str:
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return inside(path, mount)  # no /proc: resolve the path instead
+    if real != mount.root and not real.startswith(mount.root.rstrip("/") + "/"):
+        raise OutsideMount(f"{os.path.basename(path)!r} leads outside the mount {mount.url}")
+    return real
 
 
 @dataclass

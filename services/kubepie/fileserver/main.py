@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry
 
@@ -41,6 +42,10 @@ def main(args: argparse.Namespace) -> int:
 
 async def _run(settings: FileserverSettings) -> int:
     log = configure_logging("kubepie-fileserver", settings.log_level)
+    # Imported above, before the privilege drop: after it, the user may not be able to read
+    # Python's own library (a root-only virtualenv), so nothing may be imported lazily then.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=16, thread_name_prefix="fileserver-long"))
     app = build_app(settings, CollectorRegistry())
     log.info("serving", extra={"mounts": {m.url: m.root for m in settings.mount_table},
                                "read_only": [m.url for m in settings.mount_table if m.read_only]})

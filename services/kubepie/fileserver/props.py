@@ -8,6 +8,7 @@ user xattrs (NFSv3) answers PROPPATCH with 507 for each property and a reason.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import mimetypes
 import os
@@ -59,11 +60,21 @@ def etag(st: os.stat_result) -> str:
 
 
 def content_type(name: str) -> str:
-    return mimetypes.guess_type(name, strict=False)[0] or FALLBACK_TYPE
+    return _type_of_suffix(os.path.splitext(name)[1].lower())
+
+
+@functools.lru_cache(maxsize=1024)
+def _type_of_suffix(suffix: str) -> str:
+    return mimetypes.guess_type("x" + suffix, strict=False)[0] or FALLBACK_TYPE
 
 
 def http_date(timestamp: float) -> str:
-    return formatdate(timestamp, usegmt=True)
+    return _http_date(int(timestamp))
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    return formatdate(seconds, usegmt=True)
 
 
 def iso_date(timestamp: float) -> str:

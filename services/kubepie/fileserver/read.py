@@ -8,7 +8,6 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import IO, cast
 from urllib.parse import quote
 
 from aiohttp import web
@@ -55,7 +54,7 @@ async def get(dav: Dav, request: web.Request) -> web.StreamResponse:
     target = dav.target(request)
     if target.mount is None or target.path is None:
         return _listing_response(target, [], dav.mounts.children_of_virtual(target.segments))
-    opened = await asyncio.to_thread(fsops.open_for_read, target.path, target.mount, SMALL_FILE)
+    opened = await dav.io.run(fsops.open_for_read, target.path, target.mount, SMALL_FILE)
     if opened is None:
         raise web.HTTPNotFound()
     if isinstance(opened, fsops.Found):
@@ -102,17 +101,17 @@ async def _send_file(request: web.Request, target: Target,
         stream = web.StreamResponse(status=status, headers=headers)
         stream.content_length = end - start
         await stream.prepare(request)
-        if request.method != "HEAD" and end > start:
+        if request.method != "HEAD" and end > start and opened.handle is not None:
             transport = request.transport
             if transport is None:
                 raise ConnectionResetError("client went away")
             await asyncio.get_running_loop().sendfile(
-                transport, cast(IO[bytes], opened.handle), start, end - start)
+                transport, opened.handle, start, end - start)
         await stream.write_eof()
         return stream
     finally:
         if opened.handle is not None:
-            await asyncio.to_thread(cast(IO[bytes], opened.handle).close)
+            await asyncio.to_thread(opened.close)
 
 
 def _disposition(name: str) -> str:
