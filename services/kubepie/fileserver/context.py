@@ -179,9 +179,7 @@ class Dav:
             raise
         self.require_tokens(request, locks, lists)
         if parent and len(target.segments) > 1:
-            parent_locks = [lock for lock in self.locks.covering(target.segments[:-1])
-                            if lock.root == target.segments[:-1]]
-            self.require_tokens(request, parent_locks, lists)
+            self.require_tokens(request, self.locks.rooted_at(target.segments[:-1]), lists)
         return lists
 
 

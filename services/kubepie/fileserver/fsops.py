@@ -109,7 +109,7 @@ def _opened_inside(fd: int, path: str, mount: Mount) -> str:
         real = os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return inside(path, mount)  # no /proc: resolve the path instead
-    if real != mount.root and not real.startswith(mount.root.rstrip("/") + "/"):
+    if not mount.contains(real):
         raise OutsideMount(f"{os.path.basename(path)!r} leads outside the mount {mount.url}")
     return real
 

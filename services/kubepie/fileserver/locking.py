@@ -38,8 +38,7 @@ async def lock(dav: Dav, request: web.Request) -> web.Response:
     exists = await asyncio.to_thread(fsops.lexists, target.path)
     if not exists:
         dav.writable(target)
-        dav.require_tokens(request, [lk for lk in dav.locks.covering(target.segments[:-1])
-                                     if lk.root == target.segments[:-1]], lists)
+        dav.require_tokens(request, dav.locks.rooted_at(target.segments[:-1]), lists)
     found = await asyncio.to_thread(fsops.find, target.path, target.mount) if exists else None
     collection = found is not None and found.collection
     try:

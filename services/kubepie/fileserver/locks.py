@@ -76,6 +76,10 @@ class LockManager:
         """Locks on ``segments`` or on an ancestor with depth infinity."""
         return [lock for lock in self._live() if lock.covers(segments)]
 
+    def rooted_at(self, segments: Segments) -> list[Lock]:
+        """Locks taken on ``segments`` itself: they guard its list of members."""
+        return [lock for lock in self._live() if lock.root == segments]
+
     def within(self, segments: Segments) -> list[Lock]:
         """Locks on ``segments``, an ancestor (infinity) or anything below it."""
         return [lock for lock in self._live()

@@ -33,6 +33,10 @@ class Mount:
     def url(self) -> str:
         return href(self.segments, collection=True)
 
+    def contains(self, real: str) -> bool:
+        """Whether the resolved path ``real`` is this mount's folder or lies below it."""
+        return real == self.root or real.startswith(self.root.rstrip("/") + "/")
+
 
 @dataclass(frozen=True)
 class Target:
@@ -162,7 +166,7 @@ def inside(path: str, mount: Mount) -> str:
     Blocking (it resolves symlinks): call it in a worker thread.
     """
     real = os.path.realpath(path)
-    if real != mount.root and not real.startswith(mount.root.rstrip("/") + "/"):
+    if not mount.contains(real):
         raise OutsideMount(f"{Path(path).name!r} leads outside the mount {mount.url}")
     return real
 

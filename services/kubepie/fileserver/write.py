@@ -177,13 +177,10 @@ async def _copy_or_move(dav: Dav, request: web.Request, *, move: bool) -> web.Re
     if found is None and not (move and await asyncio.to_thread(fsops.lexists, source.path)):
         raise web.HTTPNotFound()
     http_preconditions(request, etag(found.st) if found and not found.collection else None)
-    lists = dav.if_lists(request)
-    if move:
-        await dav.check_write(request, source, deep=True)
+    lists = (await dav.check_write(request, source, deep=True) if move
+             else dav.if_lists(request))
     dav.require_tokens(request, dav.locks.within(destination.segments), lists)
-    parent = destination.segments[:-1]
-    dav.require_tokens(request, [lock for lock in dav.locks.covering(parent)
-                                 if lock.root == parent], lists)
+    dav.require_tokens(request, dav.locks.rooted_at(destination.segments[:-1]), lists)
     existed = await asyncio.to_thread(fsops.lexists, destination.path)
     if existed:
         if overwrite == "F":
