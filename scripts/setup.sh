@@ -80,6 +80,8 @@ command -v litmus >/dev/null || apt_install litmus
 command -v rclone >/dev/null || apt_install rclone
 command -v cadaver >/dev/null || apt_install cadaver
 command -v davix-put >/dev/null || apt_install davix
+# nginx in front of the kubepie gateway (auth_request mode, deploy/kubepie/nginx/).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light
 
 # promtool checks the metrics agent's exposition format. Only the tool is needed, not the
 # Prometheus server: unpack Debian's package into .tools/ instead of installing the service.

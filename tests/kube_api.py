@@ -7,16 +7,27 @@ resourceVersion; a resourceVersion older than the kept history gets an ERROR eve
 ``Status`` ("Expired"); ``labelSelector`` (equality, ``,`` = and) and ``fieldSelector``
 (``spec.nodeName``, ``metadata.namespace``) filter both; ``timeoutSeconds`` ends the stream.
 kmock 0.8 misses several of these (selectors, ``watch=True``, resourceVersions), hence this.
+
+For the kubepie gateway it also creates (``POST``, 201, 409 AlreadyExists with a ``Status``),
+reads, merge-patches and deletes pods by name (a delete is a DELETED event), keeps Secrets
+(create/get/list by label/delete) and reads a Deployment; like the real API server it sends
+each pod creation to a mutating admission webhook (AdmissionReview v1 over TLS) when one is
+configured, applies its JSONPatch, or refuses the pod with the webhook's status.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
+import ssl
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from aiohttp import web
 
 TRUE = {"true", "1", "True"}
@@ -30,6 +41,12 @@ class KubeApi:
     oldest_kept: int = 0  # events at or below this version are forgotten (compaction)
     requests: list[str] = field(default_factory=list)
     unreachable: bool = False  # watches end and new requests get 503 (a network partition)
+    secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    deployments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    created: list[dict[str, Any]] = field(default_factory=list)  # pod bodies as POSTed
+    webhook_url: str | None = None           # mutating admission webhook for pods
+    webhook_ca: str | None = None            # its CA bundle (PEM file)
+    on_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # "the kubelet"
     _changed: asyncio.Condition | None = None
     _runner: web.AppRunner | None = None
     url: str = ""
@@ -39,6 +56,13 @@ class KubeApi:
         app = web.Application()
         app.router.add_get("/api/v1/pods", self._pods)
         app.router.add_get("/api/v1/namespaces/{namespace}/pods", self._pods)
+        app.router.add_post("/api/v1/namespaces/{namespace}/pods", self._create_pod)
+        app.router.add_route("*", "/api/v1/namespaces/{namespace}/pods/{name}", self._pod)
+        app.router.add_get("/api/v1/namespaces/{namespace}/secrets", self._list_secrets)
+        app.router.add_post("/api/v1/namespaces/{namespace}/secrets", self._create_secret)
+        app.router.add_route("*", "/api/v1/namespaces/{namespace}/secrets/{name}", self._secret)
+        app.router.add_get("/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+                           self._deployment)
         self._runner = web.AppRunner(app, shutdown_timeout=2)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -134,6 +158,181 @@ class KubeApi:
                 except TimeoutError:
                     return response
         return response
+
+
+    # -- pods by name (the gateway) -------------------------------------------------------
+
+    def by_name(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return next((p for p in self.pods.values() if p["metadata"]["name"] == name and
+                     p["metadata"].get("namespace") == namespace), None)
+
+    def _authorized(self, request: web.Request) -> web.Response | None:
+        self.requests.append(f"{request.method} {request.rel_url}")
+        if self.unreachable:
+            return _status(503, "ServiceUnavailable", "the API server is unreachable")
+        if request.headers.get("Authorization") != "Bearer test-token":
+            return _status(401, "Unauthorized", "Unauthorized")
+        return None
+
+    async def _create_pod(self, request: web.Request) -> web.Response:
+        refused = self._authorized(request)
+        if refused:
+            return refused
+        namespace = request.match_info["namespace"]
+        pod = await request.json()
+        self.created.append(copy.deepcopy(pod))
+        meta = pod.setdefault("metadata", {})
+        meta.setdefault("namespace", namespace)
+        if self.webhook_url:
+            verdict = await self._admit(pod)
+            if not verdict.get("allowed"):
+                status = verdict.get("status") or {}
+                return _status(int(status.get("code", 400)), "Forbidden",
+                               'admission webhook "kubepie.io" denied the request: '
+                               f"{status.get('message', '')}")
+            if verdict.get("patch"):
+                pod = apply_patch(pod, json.loads(base64.b64decode(verdict["patch"])))
+        meta = pod["metadata"]
+        # As in the API server: admission first, then storage finds the name taken.
+        if self.by_name(namespace, meta.get("name", "")) is not None:
+            return _status(409, "AlreadyExists", f'pods "{meta["name"]}" already exists')
+        meta |= {"uid": str(uuid.uuid4()), "creationTimestamp": "2026-11-23T00:00:00Z"}
+        pod["status"] = {"phase": "Pending"}
+        await self._record("ADDED", pod)
+        if self.on_created is not None:
+            task = asyncio.create_task(self.on_created(copy.deepcopy(pod)))
+            task.add_done_callback(lambda _: None)
+        return web.json_response(self.by_name(namespace, meta["name"]), status=201)
+
+    async def _admit(self, pod: dict[str, Any]) -> dict[str, Any]:
+        review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                  "request": {"uid": str(uuid.uuid4()), "operation": "CREATE",
+                              "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                              "resource": {"group": "", "version": "v1", "resource": "pods"},
+                              "namespace": pod["metadata"]["namespace"],
+                              "name": pod["metadata"].get("name", ""), "object": pod,
+                              "userInfo": {"username": "system:serviceaccount:kubepie:gateway"},
+                              "dryRun": False}}
+        context = ssl.create_default_context(cafile=self.webhook_ca)
+        async with httpx.AsyncClient(verify=context, timeout=10) as client:
+            answer = await client.post(str(self.webhook_url), json=review)
+        answer.raise_for_status()
+        body = answer.json()
+        assert body["response"]["uid"] == review["request"]["uid"]
+        return dict(body["response"])
+
+    async def _pod(self, request: web.Request) -> web.Response:
+        refused = self._authorized(request)
+        if refused:
+            return refused
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        pod = self.by_name(namespace, name)
+        if pod is None:
+            return _status(404, "NotFound", f'pods "{name}" not found')
+        if request.method == "GET":
+            return web.json_response(pod)
+        if request.method == "DELETE":
+            await self._record("DELETED", pod)
+            return web.json_response(pod)
+        if request.method == "PATCH":
+            assert request.content_type in ("application/merge-patch+json",
+                                            "application/strategic-merge-patch+json",
+                                            "application/json-patch+json"), request.content_type
+            patched = merge(copy.deepcopy(pod), await request.json())
+            await self._record("MODIFIED", patched)
+            return web.json_response(self.by_name(namespace, name))
+        return _status(405, "MethodNotAllowed", request.method)
+
+    async def set_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """What the kubelet reports (phase, podIP, conditions)."""
+        pod = copy.deepcopy(self.by_name(namespace, name))
+        assert pod is not None, name
+        pod["status"] = status
+        await self._record("MODIFIED", pod)
+
+    # -- secrets and deployments -----------------------------------------------------------
+
+    async def _create_secret(self, request: web.Request) -> web.Response:
+        refused = self._authorized(request)
+        if refused:
+            return refused
+        namespace = request.match_info["namespace"]
+        secret = await request.json()
+        key = (namespace, secret["metadata"]["name"])
+        if key in self.secrets:
+            return _status(409, "AlreadyExists", f'secrets "{key[1]}" already exists')
+        secret["metadata"] |= {"namespace": namespace, "uid": str(uuid.uuid4()),
+                               "resourceVersion": str(self.version)}
+        self.secrets[key] = secret
+        return web.json_response(secret, status=201)
+
+    async def _secret(self, request: web.Request) -> web.Response:
+        refused = self._authorized(request)
+        if refused:
+            return refused
+        key = (request.match_info["namespace"], request.match_info["name"])
+        secret = self.secrets.get(key)
+        if secret is None:
+            return _status(404, "NotFound", f'secrets "{key[1]}" not found')
+        if request.method == "DELETE":
+            del self.secrets[key]
+            return web.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                      "status": "Success", "details": {"name": key[1],
+                                                                       "kind": "secrets"}})
+        return web.json_response(secret)
+
+    async def _list_secrets(self, request: web.Request) -> web.Response:
+        refused = self._authorized(request)
+        if refused:
+            return refused
+        namespace = request.match_info["namespace"]
+        wanted = dict(part.split("=", 1) for part in
+                      request.query.get("labelSelector", "").split(",") if part)
+        items = [s for (ns, _), s in self.secrets.items() if ns == namespace and all(
+            (s["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
+        return web.json_response({"kind": "SecretList", "apiVersion": "v1",
+                                  "metadata": {"resourceVersion": str(self.version)},
+                                  "items": items})
+
+    async def _deployment(self, request: web.Request) -> web.Response:
+        refused = self._authorized(request)
+        if refused:
+            return refused
+        key = (request.match_info["namespace"], request.match_info["name"])
+        if key not in self.deployments:
+            return _status(404, "NotFound", f'deployments.apps "{key[1]}" not found')
+        return web.json_response(self.deployments[key])
+
+
+def merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    if not isinstance(target, dict):
+        target = {}
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = merge(target.get(key), value)
+    return target
+
+
+def apply_patch(document: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:
+    """RFC 6902 JSON Patch, the ``add``/``replace`` operations admission webhooks send."""
+    document = copy.deepcopy(document)
+    for operation in operations:
+        assert operation["op"] in ("add", "replace"), operation
+        *parents, last = [p.replace("~1", "/").replace("~0", "~")
+                          for p in operation["path"].split("/")[1:]]
+        node: Any = document
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            node.insert(len(node) if last == "-" else int(last), operation["value"])
+        else:
+            node[last] = operation["value"]
+    return document
 
 
 async def _send(response: web.StreamResponse, event: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -25,6 +26,7 @@ USERS = [
 class OidcProvider:
     log_path: Path
     token_max_age: int = 10
+    users: list[dict[str, Any]] = field(default_factory=lambda: list(USERS))
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -35,7 +37,7 @@ class OidcProvider:
     def start(self) -> None:
         command = [require_tool("oidc-provider-mock"), "-p", str(self.port),
                    "-e", str(self.token_max_age)]
-        for user in USERS:
+        for user in self.users:
             command += ["--user-claims", json.dumps(user)]
         self.process = subprocess.Popen(command, stdout=self.log_path.open("ab"),
                                         stderr=subprocess.STDOUT)

@@ -13,13 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fileserver import open_folder
 from tests.hub import process_env
 from tests.oidc import log_in
-from tests.tools import REPO, VENV_BIN, wait_http
+from tests.tools import REPO, VENV_BIN, require_tool, wait_http
 
 pytestmark = pytest.mark.slow
 
-OFFSETS = (0, 1, 81, 766, 1400)  # hub, proxy API, hub API, backstop, OIDC provider
+OFFSETS = (0, 1, 81, 766, 768, 780, 1400)  # hub, proxy API, hub API, backstop, metrics,
+#                                           kubepie gateway, OIDC provider
 
 
 def free_base_port() -> int:
@@ -38,12 +40,17 @@ def free_base_port() -> int:
 
 
 def test_demo_starts_logs_in_through_oidc_and_equips_the_server(tmp_path: Path) -> None:
+    with open_folder() as state:  # reachable by the users' uids when CI runs as root
+        _run_demo(tmp_path, state / "state")
+
+
+def _run_demo(tmp_path: Path, state: Path) -> None:
     port = free_base_port()
     output = tmp_path / "demo.log"
     env = {**os.environ, "PATH": f"{VENV_BIN}:{REPO / 'node_modules' / '.bin'}:"
                                  f"{os.environ['PATH']}"}
     demo = subprocess.Popen([str(VENV_BIN / "jupyterhub-sidecars"), "demo", "--port", str(port),
-                             "--dir", str(tmp_path / "state")],
+                             "--dir", str(state)],
                             stdout=output.open("wb"), stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
     try:
@@ -55,6 +62,7 @@ def test_demo_starts_logs_in_through_oidc_and_equips_the_server(tmp_path: Path) 
         banner = output.read_text()
         assert f"http://127.0.0.1:{port}/hub/login" in banner
         assert "Quick look" in banner and "$BEARER_TOKEN_FILE" in banner
+        _check_kubepie(banner, port, state)
 
         browser = log_in(f"http://127.0.0.1:{port}", "alice")
         form = browser.get("/hub/spawn")
@@ -78,6 +86,24 @@ def test_demo_starts_logs_in_through_oidc_and_equips_the_server(tmp_path: Path) 
         os.killpg(demo.pid, signal.SIGINT)
         assert demo.wait(30) == 0
     assert not _notebook_of("alice"), "Ctrl-C should leave no server behind"
+
+
+def _check_kubepie(banner: str, port: int, state: Path) -> None:
+    """The banner's rclone recipe works as printed: alice's key lists alice's home."""
+    key = re.search(r"key id (KP\w+)\s+secret (\S+)", banner)
+    assert key, banner
+    (state / "home" / "alice" / "from-the-demo.txt").write_text("hello\n")
+    rclone = require_tool("rclone")
+    obscured = subprocess.run([rclone, "obscure", key.group(2)], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    env = {**os.environ, "RCLONE_CONFIG": "/dev/null",
+           "RCLONE_WEBDAV_URL": f"http://127.0.0.1:{port + 780}/",
+           "RCLONE_WEBDAV_VENDOR": "other", "RCLONE_WEBDAV_USER": key.group(1),
+           "RCLONE_WEBDAV_PASS": obscured}
+    assert f"RCLONE_WEBDAV_URL=http://127.0.0.1:{port + 780}/" in banner
+    listed = subprocess.run([rclone, "lsf", ":webdav:home/"], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert "from-the-demo.txt" in listed.stdout, listed.stderr
 
 
 def _notebook_of(user: str) -> dict[str, str] | None:

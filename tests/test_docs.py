@@ -6,6 +6,8 @@ import pytest
 
 from services.hub.hooks import Sidecars
 from services.kubepie.fileserver.settings import FileserverSettings
+from services.kubepie.gateway.settings import GatewaySettings
+from services.kubepie.webhook.settings import WebhookSettings
 from services.metrics.quantities import GPU_LIMIT_ENV
 from services.metrics.settings import AgentSettings
 from services.metrics.status import SCOPE_ENV
@@ -16,7 +18,7 @@ from tests.tools import REPO
 
 README = (REPO / "README.md").read_text()
 MODELS = [SidecarSettings, BackstopSettings, TokenhelperSettings, AgentSettings,
-          FileserverSettings]
+          FileserverSettings, GatewaySettings, WebhookSettings]
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)

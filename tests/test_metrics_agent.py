@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.metrics.exporter import render
 from services.metrics.gpu import GpuReader
 from services.metrics.kube_source import KubernetesSource
-from services.metrics.pods import PodIndex, PodWatcher
+from services.metrics.pods import PodIndex
+from services.runtime.kube_watch import PodWatcher
 from tests.cgroup_tree import MIB, Container, Pod, build_node, pod_dir, pod_json
 from tests.hub import free_port
 from tests.kube_api import KubeApi

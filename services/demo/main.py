@@ -15,8 +15,10 @@ from pathlib import Path
 import httpx
 
 from services.demo.hubconfig import REPO_ROOT, proxy_command
+from services.demo.kubepie import fresh_key, prepare_homes, start_gateway
 
 CONFIG = Path(__file__).with_name("jupyterhub_config.py")
+GATEWAY_OFFSET = 780  # kubepie's gateway: 8780 next to the hub's 8000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,11 +61,15 @@ def main(args: argparse.Namespace) -> int:
     bin_dir = Path(sys.executable).parent
     provider_port = args.port + 1400
     provider = start_provider(bin_dir, provider_port, state / "oidc-provider.log")
+    prepare_homes(state, DEMO_USERS)
+    gateway = start_gateway(bin_dir, state, f"http://127.0.0.1:{provider_port}",
+                            args.port + GATEWAY_OFFSET)
     try:
         return _run_hub(args, state, bin_dir, provider_port)
     finally:
-        provider.terminate()
-        provider.wait(10)
+        for process in (gateway, provider):
+            process.terminate()
+            process.wait(15)
 
 
 def _run_hub(args: argparse.Namespace, state: Path, bin_dir: Path, provider_port: int) -> int:
@@ -86,8 +92,13 @@ def _run_hub(args: argparse.Namespace, state: Path, bin_dir: Path, provider_port
     hub = subprocess.Popen([str(bin_dir / "jupyterhub"), "-f", str(CONFIG)], cwd=state, env=env)
     signal.signal(signal.SIGTERM, lambda *_: hub.send_signal(signal.SIGTERM))
     try:
-        if _wait_until_up(hub, f"http://127.0.0.1:{args.port + 81}/hub/api/"):
-            print(_banner(args.port, state, issuer), flush=True)
+        gateway_url = f"http://127.0.0.1:{args.port + GATEWAY_OFFSET}"
+        if _wait_until_up(hub, f"http://127.0.0.1:{args.port + 81}/hub/api/") and \
+                _wait_until_up(None, f"{gateway_url}/healthz"):
+            key_id, secret = fresh_key(state, DEMO_USERS[0])
+            print(_banner(args.port, state, issuer) + _kubepie_banner(gateway_url, key_id,
+                                                                      secret, state),
+                  flush=True)
         return hub.wait()
     except KeyboardInterrupt:
         hub.send_signal(signal.SIGINT)
@@ -105,6 +116,26 @@ def _wait_until_up(process: subprocess.Popen[bytes] | None, url: str,
             pass
         time.sleep(0.3)
     return False
+
+
+def _kubepie_banner(url: str, key_id: str, secret: str, state: Path) -> str:
+    return f"""
+ kubepie: your files over WebDAV, each user's server running with their own uid
+ 5. A fresh access key for alice (secret shown once; make more at {url}/_kubepie/keys):
+      key id {key_id}   secret {secret}
+    List, copy, or mount alice's home with rclone:
+      export RCLONE_WEBDAV_URL={url}/ RCLONE_WEBDAV_VENDOR=other
+      export RCLONE_WEBDAV_USER={key_id} RCLONE_WEBDAV_PASS=$(rclone obscure {secret})
+      rclone lsf :webdav:home/
+      rclone copy ./results :webdav:home/results
+      mkdir -p ~/alice-files && rclone mount :webdav:home/ ~/alice-files --vfs-cache-mode writes
+ 6. Or sign in in the browser at {url}/home/ (as alice), or use a token in JupyterLab:
+      curl -H "Authorization: Bearer $(cat $BEARER_TOKEN_FILE)" {url}/home/
+    Gateway log: {state / 'kubepie-gateway.log'}
+
+ Hub and sidecar logs (JSON) are printed below.
+================================================================================
+"""
 
 
 def _banner(port: int, state: Path, issuer: str) -> str:
@@ -131,6 +162,4 @@ def _banner(port: int, state: Path, issuer: str) -> str:
       curl -s http://127.0.0.1:{port + 768}/metrics | grep alice       # usage per server
       curl -s http://127.0.0.1:{port + 768}/usage                      # the same as JSON
       curl -s http://127.0.0.1:{port + 766}/metrics | grep walltime    # hub-wide backstop
- Hub and sidecar logs (JSON) are printed below.
-================================================================================
 """

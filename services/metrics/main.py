@@ -17,8 +17,9 @@ from services.metrics.gpu import GpuReader
 from services.metrics.kube_source import KubernetesSource
 from services.metrics.local_source import LocalSource
 from services.metrics.model import NodeUsage
-from services.metrics.pods import PodIndex, PodWatcher
+from services.metrics.pods import PodIndex
 from services.metrics.settings import AgentSettings
+from services.runtime.kube_watch import PodWatcher
 from services.runtime.logs import configure_logging
 from services.runtime.settings import (
     SettingsError,

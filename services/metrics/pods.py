@@ -7,7 +7,6 @@ names) with its labels as fallback; profile and walltime from the annotations ou
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from services.metrics.podmap import runtime_container_id
-from services.runtime.retry import Backoff
 
 log = logging.getLogger("sidecars.metrics.pods")
 
@@ -124,67 +122,3 @@ class PodIndex:
         else:
             pods[uid] = info
         self._pods = pods
-
-
-class PodWatcher:
-    """List, then watch from the list's resourceVersion; relist on 410 Gone or any error."""
-
-    def __init__(self, api: Any, index: PodIndex, *, namespace: str, node: str,
-                 label_selector: str, watch_timeout: int = 300) -> None:
-        self._api = api
-        self._index = index
-        self._namespace = namespace
-        self._selectors = {"label_selector": label_selector,
-                           "field_selector": f"spec.nodeName={node}" if node else None}
-        self._watch_timeout = watch_timeout
-
-    async def run(self) -> None:
-        from kubernetes_asyncio import watch
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        backoff = Backoff(attempts=None, base=0.5, cap=30.0)
-        failures = 0
-        while True:
-            try:
-                version = await self._list()
-                failures = 0
-                while True:
-                    stream = watch.Watch()
-                    async with stream:
-                        async for event in stream.stream(
-                                *self._list_call(), resource_version=version,
-                                timeout_seconds=self._watch_timeout,
-                                allow_watch_bookmarks=True, **self._kwargs()):
-                            raw = event["raw_object"]
-                            version = raw.get("metadata", {}).get("resourceVersion", version)
-                            if event["type"] != "BOOKMARK":
-                                self._index.apply(event["type"], raw)
-            except asyncio.CancelledError:
-                raise
-            except ApiException as error:
-                if error.status != 410:
-                    failures += 1
-                    log.warning("pod watch failed: %s %s", error.status, error.reason)
-                    await asyncio.sleep(backoff.delay(failures))
-                # 410 Gone: our resourceVersion is too old; relist at once
-            except Exception as error:
-                failures += 1
-                log.warning("pod watch failed: %s", error)
-                await asyncio.sleep(backoff.delay(failures))
-
-    async def _list(self) -> str:
-        function, *args = self._list_call()
-        response = await function(*args, _preload_content=False, **self._kwargs())
-        body = await response.json()
-        self._index.replace(body.get("items") or [])
-        log.info("listed %d user pod(s)", len(self._index.pods))
-        return str(body.get("metadata", {}).get("resourceVersion", ""))
-
-    def _list_call(self) -> tuple[Any, ...]:
-        if self._namespace:
-            return (self._api.list_namespaced_pod, self._namespace)
-        return (self._api.list_pod_for_all_namespaces,)
-
-    def _kwargs(self) -> dict[str, Any]:
-        return {k: v for k, v in self._selectors.items() if v}
-

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -23,9 +24,10 @@ HealthCheck = Callable[[], bool]
 
 
 def make_app(registry: CollectorRegistry, healthy: HealthCheck | None = None,
-             exposition: Callable[[], bytes] | None = None) -> web.Application:
+             exposition: Callable[[], bytes] | None = None,
+             client_max_size: int = 64 * 1024) -> web.Application:
     """``exposition``, when given, renders ``/metrics`` instead of the registry alone."""
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=client_max_size)
     render = exposition or (lambda: bytes(generate_latest(registry)))
 
     async def healthz(_: web.Request) -> web.Response:
@@ -49,6 +51,7 @@ async def run_service(
     host: str,
     port: int,
     shutdown_timeout: float = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> int:
     """Serve ``app`` and run ``main`` until it returns or a stop signal arrives.
 
@@ -57,7 +60,7 @@ async def run_service(
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
                            shutdown_timeout=shutdown_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     await site.start()
     log.info("listening", extra={"host": host, "port": port})
 

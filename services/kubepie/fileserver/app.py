@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -49,11 +50,16 @@ def build_app(settings: FileserverSettings, registry: CollectorRegistry) -> web.
                        "WebDAV requests by method and status.", ["method", "code"],
                        registry=registry)
     app = make_app(registry)
+    token = settings.access_token.get_secret_value() if settings.access_token else None
+    expected = f"Bearer {token}".encode() if token else b""
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         handler = HANDLERS.get(request.method)
         status = 500
         try:
+            if token and not hmac.compare_digest(
+                    request.headers.get("Authorization", "").encode(), expected):
+                raise web.HTTPUnauthorized(text="this server answers only its gateway\n")
             if handler is None:
                 raise web.HTTPMethodNotAllowed(request.method, sorted(HANDLERS))
             response = await handler(dav, request)

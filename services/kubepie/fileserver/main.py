@@ -16,15 +16,10 @@ from services.runtime.logs import configure_logging
 from services.runtime.settings import (
     SETTINGS_ERROR_EXIT,
     SettingsError,
-    add_setting_flags,
     exit_on_settings_error,
     load_settings,
 )
 from services.runtime.webapp import run_service
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_setting_flags(parser, FileserverSettings)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.kubepie.fileserver.mounts import Mount, parse_mounts
 from services.runtime.quantities import parse_bytes
-from services.runtime.settings import Duration, LogLevel
+from services.runtime.settings import Duration, LogLevel, secret_from
 
 DEFAULT_PORT = 8770
 RESERVED_NAMES = frozenset({"healthz", "metrics"})  # the service's own routes
@@ -37,6 +38,10 @@ class FileserverSettings(BaseSettings):
                                                        "what 'Infinite' means)")
     fsync: bool = Field(False, description="fsync each uploaded file before it replaces the "
                                            "old one (survives a node crash; slower PUTs)")
+    access_token: SecretStr | None = Field(
+        None, description="when set, every WebDAV request must carry 'Authorization: Bearer "
+                          "<it>' (the gateway's; /healthz and /metrics stay open)")
+    access_token_file: Path | None = Field(None, description="file holding that token")
     log_level: LogLevel = Field("INFO", description="log level: debug, info, warning or error")
 
     @model_validator(mode="after")
@@ -54,6 +59,9 @@ class FileserverSettings(BaseSettings):
         self._groups = tuple(_gid(g) for g in self.groups.split(",") if g.strip())
         if (self.uid is None) != (self.gid is None):
             raise ValueError("give FILESERVER_UID and FILESERVER_GID together")
+        if self.access_token_file is not None or self.access_token is not None:
+            self.access_token = secret_from(self.access_token, self.access_token_file,
+                                            "FILESERVER_ACCESS_TOKEN")
         if self.lock_timeout <= 0:
             raise ValueError("FILESERVER_LOCK_TIMEOUT must be positive")
         return self

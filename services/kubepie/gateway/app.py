@@ -1,0 +1,179 @@
+"""The gateway's aiohttp application: login and key pages under /_kubepie/, everything else
+authenticated and forwarded to the caller's own file server."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.kubepie.gateway.authn import (
+    Authenticator,
+    NotAuthenticated,
+    Refused,
+    Unavailable,
+    challenges,
+)
+from services.kubepie.gateway.identity import Identity
+from services.kubepie.gateway.keys_page import KeysPage
+from services.kubepie.gateway.login import PREFIX, BrowserLogin
+from services.kubepie.gateway.pages import error_page
+from services.kubepie.gateway.proxy import (
+    BadDestination,
+    forward,
+    public_authority,
+    request_headers,
+)
+from services.kubepie.gateway.servers import StartFailed, UserServers
+from services.runtime.webapp import make_app
+
+log = logging.getLogger("kubepie.gateway")
+access_log = logging.getLogger("kubepie.gateway.access")
+
+
+@dataclass
+class Gateway:
+    authenticator: Authenticator
+    servers: UserServers
+    login: BrowserLogin
+    keys_page: KeysPage
+    public_url: str
+    trust_forwarded: bool
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry, servers: UserServers) -> None:
+        self.requests = Counter("jupyterhub_sidecars_kubepie_gateway_requests",
+                                "Requests by method, status and how the caller was identified.",
+                                ["method", "code", "via"], registry=registry)
+        self.sent = Counter("jupyterhub_sidecars_kubepie_gateway_sent_bytes",
+                            "Response body bytes sent to clients.", registry=registry)
+        self.duration = Histogram("jupyterhub_sidecars_kubepie_gateway_request_duration_seconds",
+                                  "Time to the end of the response.", registry=registry,
+                                  buckets=(0.005, 0.02, 0.1, 0.5, 2, 10, 60, 600))
+        running = Gauge("jupyterhub_sidecars_kubepie_gateway_file_servers",
+                        "File servers this gateway routes to.", registry=registry)
+        running.set_function(lambda: len(servers.running))
+
+
+def build_app(gateway: Gateway, registry: CollectorRegistry,
+              session: aiohttp.ClientSession) -> web.Application:
+    metrics = Metrics(registry, gateway.servers)
+    app = make_app(registry)
+    app.add_routes(gateway.login.routes())
+    app.add_routes(gateway.keys_page.routes())
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        user, via, status, sent = "-", "-", 500, 0
+        try:
+            identity, via = await gateway.authenticator.identify(request)
+            user = identity.username
+            response, sent = await _proxy(gateway, request, session, identity)
+            status = response.status
+            return response
+        except NotAuthenticated as exc:
+            status = 401
+            return _unauthenticated(request, exc)
+        except Refused as exc:
+            status = 403
+            return error_page(403, f"Forbidden: {exc}")
+        except (Unavailable, StartFailed) as exc:
+            status = 503
+            return error_page(503, f"Unavailable: {exc}")
+        except BadDestination as exc:
+            status = exc.status
+            return error_page(exc.status, str(exc))
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except (ConnectionResetError, aiohttp.ClientPayloadError):
+            status = 499  # a side went away mid-body; logged, nothing to answer
+            raise
+        finally:
+            duration = time.monotonic() - started
+            metrics.requests.labels(request.method, str(status), via).inc()
+            metrics.sent.inc(sent)
+            metrics.duration.observe(duration)
+            access_log.info("request", extra={
+                "user": user, "method": request.method, "path": request.path,
+                "status": status, "bytes": sent, "duration": round(duration, 4), "via": via})
+
+    async def authorize(request: web.Request) -> web.StreamResponse:
+        """``auth_request``/ForwardAuth: who is asking and where their server is, for a
+        proxy in front (nginx) that then moves the bytes itself."""
+        started = time.monotonic()
+        user, via, status = "-", "-", 500
+        try:
+            identity, via = await gateway.authenticator.identify(request)
+            user = identity.username
+            endpoint = await gateway.servers.endpoint(identity)
+            endpoint.active += 1
+            gateway.servers.release(endpoint)  # counts as use; the transfer is the proxy's
+            status = 200
+            return web.Response(status=200, headers={
+                "X-Kubepie-Upstream": endpoint.url, "X-Kubepie-User": identity.username,
+                "X-Kubepie-Authorization": f"Bearer {endpoint.token}",
+                "Cache-Control": "no-store"})
+        except NotAuthenticated as exc:
+            status = 401
+            response = web.Response(status=401, text=f"Unauthorized: {exc}\n")
+            for value in challenges(exc.error, str(exc)):
+                response.headers.add("WWW-Authenticate", value)
+            return response
+        except Refused as exc:
+            status = 403
+            return web.Response(status=403, text=f"Forbidden: {exc}\n")
+        except (Unavailable, StartFailed) as exc:
+            status = 503
+            return web.Response(status=503, text=f"Unavailable: {exc}\n")
+        finally:
+            metrics.requests.labels("AUTH", str(status), via).inc()
+            access_log.info("authorize", extra={
+                "user": user, "method": request.headers.get("X-Original-Method", "-"),
+                "path": request.headers.get("X-Original-URI", "-"), "status": status,
+                "duration": round(time.monotonic() - started, 4), "via": via})
+
+    app.router.add_get(f"{PREFIX}/authorize", authorize)
+    app.router.add_route("*", "/{path:.*}", handle)
+    return app
+
+
+async def _proxy(gateway: Gateway, request: web.Request, session: aiohttp.ClientSession,
+                 identity: Identity) -> tuple[web.StreamResponse, int]:
+    host = public_authority(request, gateway.trust_forwarded)
+    scheme = (request.headers.get("X-Forwarded-Proto", request.scheme)
+              if gateway.trust_forwarded else request.scheme)
+    own_hosts = {host, request.host, gateway.public_url.split("://", 1)[1].split("/")[0]}
+    for attempt in (1, 2):
+        endpoint = await gateway.servers.endpoint(identity)
+        headers = request_headers(request, endpoint, public_host=host, public_scheme=scheme,
+                                  own_hosts=own_hosts)
+        endpoint.active += 1
+        try:
+            return await forward(request, session, endpoint, headers)
+        except aiohttp.ClientConnectorError:
+            # Nothing was sent: the server is gone (crashed, pod deleted). Start a new one
+            # and try once more; a body already read cannot be replayed.
+            gateway.servers.forget(endpoint)
+            if attempt == 2 or request.body_exists:
+                raise StartFailed("the file server is not reachable; try again") from None
+        finally:
+            gateway.servers.release(endpoint)
+    raise AssertionError("unreachable")
+
+
+def _unauthenticated(request: web.Request, exc: NotAuthenticated) -> web.StreamResponse:
+    browser = request.method == "GET" and "text/html" in request.headers.get("Accept", "") \
+        and "Authorization" not in request.headers
+    if browser:
+        return web.HTTPFound(f"{PREFIX}/login?next={quote(request.path_qs, safe='/')}")
+    response = error_page(401, f"Unauthorized: {exc}")
+    for value in challenges(exc.error, str(exc)):
+        response.headers.add("WWW-Authenticate", value)
+    return response

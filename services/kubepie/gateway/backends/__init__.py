@@ -1,0 +1,1 @@
+"""Where users' file servers run: local processes or Kubernetes pods."""

@@ -1,0 +1,108 @@
+"""Who a request belongs to: claims from the identity provider → username, uid, gids.
+
+The mapping is the security boundary of kubepie: the file server runs with exactly these ids,
+so anything doubtful is refused (with a reason the user can pass on to the operator) rather
+than guessed. uid/gid 0 and ids outside the configured range are never accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# What Kubernetes labels, POSIX user names and our URLs can all carry.
+USERNAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,62}$")
+GROUP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+
+
+class IdentityRefused(Exception):
+    """The claims do not give a usable identity; the message says which claim and why."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    username: str
+    uid: int
+    gid: int
+    gids: tuple[int, ...] = ()          # supplementary
+    groups: tuple[str, ...] = ()        # names of the mapped groups (for group mounts)
+
+    def as_claims(self) -> dict[str, Any]:
+        return {"username": self.username, "uid": self.uid, "gid": self.gid,
+                "gids": list(self.gids), "groups": list(self.groups)}
+
+    @classmethod
+    def from_claims(cls, claims: Mapping[str, Any]) -> Identity:
+        """The inverse of :meth:`as_claims` (sessions, access keys, pod identities)."""
+        try:
+            return cls(str(claims["username"]), int(claims["uid"]), int(claims["gid"]),
+                       tuple(int(g) for g in claims.get("gids", ())),
+                       tuple(str(g) for g in claims.get("groups", ())))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IdentityRefused(f"malformed identity: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ClaimMapping:
+    username_claim: str = "preferred_username"
+    uid_claim: str = "uidNumber"
+    gid_claim: str = "gidNumber"
+    groups_claim: str = "groups"
+    group_gids: Mapping[str, int] = field(default_factory=dict)  # group name → gid
+    min_id: int = 1000
+    max_id: int = 2**31 - 1
+
+    def identity(self, claims: Mapping[str, Any]) -> Identity:
+        username = claims.get(self.username_claim)
+        if not isinstance(username, str) or not USERNAME.match(username):
+            raise IdentityRefused(f"claim {self.username_claim!r} is missing or not a valid "
+                                  f"user name: {username!r}")
+        uid = self._id(claims, self.uid_claim)
+        gid = self._id(claims, self.gid_claim)
+        names = self._group_names(claims)
+        mapped = tuple(sorted(n for n in names if n in self.group_gids))
+        gids = tuple(sorted({self.group_gids[n] for n in mapped} - {gid}))
+        for value in gids:
+            self._check_range(f"group gid {value}", value)
+        return Identity(username, uid, gid, gids, mapped)
+
+    def _id(self, claims: Mapping[str, Any], name: str) -> int:
+        value = claims.get(name)
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)  # LDAP-backed providers often send numbers as strings
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise IdentityRefused(f"claim {name!r} is missing or not a number: {value!r}")
+        self._check_range(f"claim {name!r}", value)
+        return value
+
+    def _check_range(self, what: str, value: int) -> None:
+        if value == 0:
+            raise IdentityRefused(f"{what}: id 0 (root) is never accepted")
+        if not self.min_id <= value <= self.max_id:
+            raise IdentityRefused(f"{what}: {value} is outside the accepted range "
+                                  f"{self.min_id}-{self.max_id}")
+
+    def _group_names(self, claims: Mapping[str, Any]) -> list[str]:
+        value = claims.get(self.groups_claim, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise IdentityRefused(f"claim {self.groups_claim!r} is not a list of names")
+        # Keycloak sends group paths ("/xray"); other names are compared as they are.
+        return [v.strip("/") for v in value]
+
+
+def parse_group_gids(spec: str) -> dict[str, int]:
+    """``xray=5000,bio=5001`` → {"xray": 5000, "bio": 5001}."""
+    mapping: dict[str, int] = {}
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, gid = item.partition("=")
+        name = name.strip()
+        if not sep or not GROUP_NAME.match(name) or not gid.strip().isdigit():
+            raise ValueError(f"{item!r}: expected group=gid, e.g. xray=5000")
+        if name in mapping:
+            raise ValueError(f"group {name!r} is given twice")
+        mapping[name] = int(gid)
+    return mapping

@@ -1,0 +1,114 @@
+"""Forwarding one request to a user's file server, streaming both bodies.
+
+What the file server must never see: the client's credentials (Authorization, cookies) — it
+gets the gateway's own per-server token instead. What it must see: the public host
+(X-Forwarded-Host) for its links, and a Destination it can resolve: a Destination that names
+this gateway is rewritten to a path; one naming another server is refused with 502 as RFC 4918
+says, before anything is forwarded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from services.kubepie.gateway.servers import Endpoint
+
+CHUNK = 256 * 1024
+HOP_BY_HOP = frozenset(h.lower() for h in (
+    "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
+    "Transfer-Encoding", "Upgrade", "Host", "Content-Length"))
+NEVER_FORWARDED = frozenset(h.lower() for h in (
+    "Authorization", "Cookie", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-For",
+    "Forwarded"))
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+class BadDestination(Exception):
+    """Destination names another server (502) or is not a URL (400)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def public_authority(request: web.Request, trust_forwarded: bool) -> str:
+    if trust_forwarded and "X-Forwarded-Host" in request.headers:
+        return request.headers["X-Forwarded-Host"].split(",")[0].strip()
+    return request.host
+
+
+def rewrite_destination(value: str, own_hosts: Iterable[str]) -> str:
+    url = urlsplit(value)
+    if not url.path.startswith("/"):
+        raise BadDestination(400, "Destination is not an absolute URL or path")
+    if url.netloc:
+        wanted = _normal(url.netloc, DEFAULT_PORTS.get(url.scheme.lower()))
+        if all(_normal(h, DEFAULT_PORTS.get(url.scheme.lower())) != wanted for h in own_hosts):
+            raise BadDestination(502, "Destination is on another server")
+    return url.path + (f"?{url.query}" if url.query else "")
+
+
+def _normal(authority: str, default_port: str | None) -> str:
+    authority = authority.lower().rsplit("@", 1)[-1]
+    if default_port and authority.endswith(f":{default_port}"):
+        authority = authority[: -len(default_port) - 1]
+    return authority
+
+
+def request_headers(request: web.Request, endpoint: Endpoint, *, public_host: str,
+                    public_scheme: str, own_hosts: Iterable[str]) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in request.headers.items():
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in NEVER_FORWARDED:
+            continue
+        if lower == "destination":
+            value = rewrite_destination(value, own_hosts)
+        headers.add(name, value)
+    headers["Authorization"] = f"Bearer {endpoint.token}"
+    headers["X-Forwarded-Host"] = public_host
+    headers["X-Forwarded-Proto"] = public_scheme
+    if request.remote:
+        headers["X-Forwarded-For"] = request.remote
+    return headers
+
+
+def _has_body(request: web.Request) -> bool:
+    return request.body_exists
+
+
+def response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream.items():
+        if name.lower() not in HOP_BY_HOP or name.lower() == "content-length":
+            headers.add(name, value)
+    return headers
+
+
+async def forward(request: web.Request, session: aiohttp.ClientSession, endpoint: Endpoint,
+                  headers: CIMultiDict[str]) -> tuple[web.StreamResponse, int]:
+    """Send the request on; the response and the number of body bytes sent to the client."""
+    body = request.content.iter_chunked(CHUNK) if _has_body(request) else None
+    if body is not None and request.content_length is not None:
+        headers["Content-Length"] = str(request.content_length)
+    async with session.request(request.method, endpoint.url + request.raw_path,
+                               headers=headers, data=body, allow_redirects=False,
+                               auto_decompress=False, compress=None) as upstream:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
+                                      headers=response_headers(upstream.headers))
+        if request.method == "HEAD" or upstream.status in (204, 304):
+            await response.prepare(request)
+            await response.write_eof()
+            return response, 0
+        await response.prepare(request)
+        sent = 0
+        async for chunk in upstream.content.iter_chunked(CHUNK):
+            await response.write(chunk)
+            sent += len(chunk)
+        await response.write_eof()
+        return response, sent

@@ -1,0 +1,166 @@
+"""Settings of the kubepie gateway (``KUBEPIE_*``)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.kubepie.gateway.identity import ClaimMapping, parse_group_gids
+from services.kubepie.gateway.mounts import MountTemplates
+from services.runtime.settings import Duration, LogLevel, secret_from
+
+DEFAULT_PORT = 8780
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+              "ES512", "EdDSA")
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KUBEPIE_", extra="ignore",
+                                      populate_by_name=True)
+
+    # -- identity provider -----------------------------------------------------------------
+    oidc_issuer: str = Field(description="issuer URL; keys and endpoints come from "
+                                         "<issuer>/.well-known/openid-configuration")
+    client_id: str = Field(min_length=1, description="OIDC client id of the gateway (browser "
+                                                     "login; the audience of id tokens)")
+    client_secret: SecretStr | None = Field(
+        None, description="OIDC client secret (or give KUBEPIE_CLIENT_SECRET_FILE)")
+    client_secret_file: Path | None = Field(None, description="file holding the client secret")
+    audiences: str = Field("", description="accepted 'aud' values of bearer JWTs, comma-"
+                                           "separated (default: the client id)")
+    algorithms: str = Field("RS256,ES256,PS256", description="accepted JWT signature "
+                                                             "algorithms (never none/HS*)")
+    leeway: Duration = Field(30.0, description="clock skew allowed on exp/nbf/iat")
+    opaque_tokens: Literal["reject", "introspection", "userinfo"] = Field(
+        "reject", description="bearer tokens that are not JWTs: reject, or ask the provider "
+                              "(RFC 7662 introspection or the userinfo endpoint)")
+    token_cache: Duration = Field(60.0, description="how long an introspection/userinfo "
+                                                    "answer is reused")
+    scopes: str = Field("openid profile", description="scopes asked for at browser login")
+    # -- claims → identity -----------------------------------------------------------------
+    username_claim: str = Field("preferred_username", description="claim with the user name")
+    uid_claim: str = Field("uidNumber", description="claim with the numeric uid")
+    gid_claim: str = Field("gidNumber", description="claim with the numeric primary gid")
+    groups_claim: str = Field("groups", description="claim with the group names")
+    group_gids: str = Field("", description="group name → gid for supplementary groups, "
+                                            "e.g. xray=5000,bio=5001 (others are ignored)")
+    id_range: str = Field("1000-2147483647", description="accepted uids/gids (0 never is)")
+    # -- web -------------------------------------------------------------------------------
+    public_url: str = Field(description="URL users reach the gateway at, e.g. "
+                                        "https://files.example.org (login redirect, cookies)")
+    trust_forwarded: bool = Field(False, description="believe X-Forwarded-Host/-Proto (set "
+                                                     "it behind an ingress, never when exposed)")
+    session_secret: SecretStr | None = Field(
+        None, description="secret signing session cookies, ≥ 32 characters, the same on "
+                          "every replica (or give KUBEPIE_SESSION_SECRET_FILE)")
+    session_secret_file: Path | None = Field(None, description="file holding that secret")
+    session_lifetime: Duration = Field(8 * 3600.0, description="browser session length")
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in a pod)")
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="port for users, /healthz, "
+                                                                "/metrics")
+    # -- access keys -----------------------------------------------------------------------
+    key_store: Path = Field(Path("kubepie-keys.sqlite"), description="SQLite file of access "
+                                                                     "keys (local backend)")
+    key_max_lifetime: Duration = Field(365 * 86400.0, description="longest access key "
+                                                                  "validity; 0: no limit")
+    # -- file servers ----------------------------------------------------------------------
+    backend: Literal["local", "kubernetes"] = Field("local", description="where file "
+                                                    "servers run: local processes or pods")
+    mounts: str = Field("home=/home/{username}", description="folders each user gets, "
+                        "name=/folder with {username} {uid} {gid}")
+    group_mounts: str = Field("", description="folder of each mapped group, e.g. "
+                                              "/groups/{group}, served at /groups/<group>/")
+    read_only: str = Field("", description="mount names served read-only, e.g. data")
+    idle_timeout: Duration = Field(900.0, description="stop a user's file server after "
+                                                      "this long without requests")
+    start_timeout: Duration = Field(120.0, description="longest wait for a file server "
+                                                       "to become ready")
+    # -- kubernetes backend ----------------------------------------------------------------
+    namespace: str = Field("", description="namespace of the file server pods (default: the "
+                                           "gateway's own, from its service account)")
+    kubeconfig: Path | None = Field(None, description="kubeconfig file (default: in-cluster "
+                                                      "service account)")
+    pod_image: str = Field("", description="file server image, e.g. "
+                                           "registry.example.org/kubepie-fileserver:0.1.0")
+    pod_storage_file: Path | None = Field(None, description="YAML: volumes and mounts of "
+                                                            "the file server pods (see docs)")
+    pod_port: int = Field(8770, ge=1, le=65535, description="port file server pods listen on")
+    pod_memory_limit: str = Field("512Mi", description="memory limit of a file server pod")
+    identity_key_file: Path | None = Field(None, description="PEM private key signing pod "
+                                                             "identities for the webhook")
+    owner_deployment: str = Field("", description="the gateway's Deployment: owner of the "
+                                                  "pods and key Secrets (garbage collection)")
+    log_level: LogLevel = Field("INFO", description="log level: debug, info, warning or error")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        for name, url in (("KUBEPIE_OIDC_ISSUER", self.oidc_issuer),
+                          ("KUBEPIE_PUBLIC_URL", self.public_url)):
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+                raise ValueError(f"{name}={url!r} must be an http(s) URL")
+        public = urlsplit(self.public_url)
+        if public.scheme == "http" and not _loopback(public.hostname or ""):
+            raise ValueError(f"KUBEPIE_PUBLIC_URL={self.public_url!r}: plain http is only for "
+                             "loopback; session cookies and passwords need https")
+        self.client_secret = secret_from(self.client_secret, self.client_secret_file,
+                                         "KUBEPIE_CLIENT_SECRET")
+        self.session_secret = secret_from(self.session_secret, self.session_secret_file,
+                                          "KUBEPIE_SESSION_SECRET")
+        if len(self.session_secret.get_secret_value()) < 32:
+            raise ValueError("KUBEPIE_SESSION_SECRET must have at least 32 characters")
+        bad = set(self.algorithm_list) - set(ALGORITHMS)
+        if bad or not self.algorithm_list:
+            raise ValueError(f"KUBEPIE_ALGORITHMS: {', '.join(sorted(bad)) or 'empty'} not "
+                             f"accepted; choose from {', '.join(ALGORITHMS)}")
+        low, sep, high = self.id_range.partition("-")
+        if not sep or not low.strip().isdigit() or not high.strip().isdigit() or \
+                not 1 <= int(low) <= int(high) <= 2**32 - 2:
+            raise ValueError(f"KUBEPIE_ID_RANGE={self.id_range!r}: expected low-high, e.g. "
+                             "1000-2147483647 (never 0)")
+        self._mapping = ClaimMapping(self.username_claim, self.uid_claim, self.gid_claim,
+                                     self.groups_claim, parse_group_gids(self.group_gids),
+                                     int(low), int(high))
+        self._mounts = MountTemplates.parse(self.mounts, self.group_mounts, self.read_only)
+        if self.backend == "kubernetes":
+            missing = [name for name, value in (
+                ("KUBEPIE_POD_IMAGE", self.pod_image),
+                ("KUBEPIE_POD_STORAGE_FILE", self.pod_storage_file),
+                ("KUBEPIE_IDENTITY_KEY_FILE", self.identity_key_file)) if not value]
+            if missing:
+                raise ValueError(f"KUBEPIE_BACKEND=kubernetes needs {', '.join(missing)}")
+        return self
+
+    @property
+    def algorithm_list(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.algorithms.split(",") if a.strip())
+
+    @property
+    def audience_list(self) -> tuple[str, ...]:
+        values = tuple(a.strip() for a in self.audiences.split(",") if a.strip())
+        return values or (self.client_id,)
+
+    @property
+    def claim_mapping(self) -> ClaimMapping:
+        return self._mapping
+
+    @property
+    def mount_templates(self) -> MountTemplates:
+        return self._mounts
+
+    @property
+    def secure_cookies(self) -> bool:
+        return urlsplit(self.public_url).scheme == "https"
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

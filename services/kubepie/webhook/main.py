@@ -1,0 +1,75 @@
+"""``jupyterhub-sidecars kubepie webhook``: serve /mutate over TLS."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import ssl
+import sys
+
+from aiohttp import web
+from joserfc.jwk import ECKey
+from prometheus_client import CollectorRegistry, Counter
+
+from services.kubepie.pod_identity import load_key
+from services.kubepie.webhook.admission import review
+from services.kubepie.webhook.settings import WebhookSettings
+from services.runtime.logs import configure_logging
+from services.runtime.settings import (
+    SETTINGS_ERROR_EXIT,
+    SettingsError,
+    exit_on_settings_error,
+    load_settings,
+)
+from services.runtime.webapp import make_app, run_service
+
+log = logging.getLogger("kubepie.webhook")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(WebhookSettings, args)
+        key = load_key(settings.identity_public_key_file)
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        tls.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    except SettingsError as exc:
+        exit_on_settings_error("kubepie webhook", exc)
+    except (ValueError, OSError, ssl.SSLError) as exc:
+        print(f"jupyterhub-sidecars kubepie webhook: {exc}", file=sys.stderr)
+        return SETTINGS_ERROR_EXIT
+    return asyncio.run(_run(settings, key, tls))
+
+
+def build_app(key: ECKey, registry: CollectorRegistry) -> web.Application:
+    decisions = Counter("jupyterhub_sidecars_kubepie_webhook_reviews",
+                        "Admission reviews by outcome.", ["allowed"], registry=registry)
+    app = make_app(registry, client_max_size=4 * 1024 * 1024)  # the API server caps 3 MiB
+
+    async def mutate(request: web.Request) -> web.Response:
+        try:
+            answer = review(json.loads(await request.read()), key)
+        except (ValueError, TypeError, AttributeError) as exc:
+            return web.json_response({"error": f"not an AdmissionReview: {exc}"}, status=400)
+        allowed = answer["response"]["allowed"]
+        decisions.labels(str(allowed).lower()).inc()
+        log.info("review", extra={"allowed": allowed, "review_uid": answer["response"]["uid"],
+                                  "reason": answer["response"].get("status", {}).get(
+                                      "message", "")})
+        return web.json_response(answer)
+
+    app.router.add_post("/mutate", mutate)
+    return app
+
+
+async def _run(settings: WebhookSettings, key: ECKey, tls: ssl.SSLContext) -> int:
+    configure_logging("kubepie-webhook", settings.log_level)
+
+    async def forever() -> int:
+        await asyncio.Event().wait()
+        return 0
+
+    return await run_service(build_app(key, CollectorRegistry()), forever, host=settings.host,
+                             port=settings.port, ssl_context=tls)

@@ -1,0 +1,25 @@
+"""Settings of the kubepie admission webhook (``KUBEPIE_WEBHOOK_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.runtime.settings import LogLevel
+
+
+class WebhookSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KUBEPIE_WEBHOOK_", extra="ignore",
+                                      populate_by_name=True)
+
+    identity_public_key_file: Path = Field(description="PEM public key the gateway's pod "
+                                                       "identities are checked with")
+    tls_cert_file: Path = Field(description="serving certificate (PEM) the API server "
+                                            "trusts (caBundle of the webhook configuration)")
+    tls_key_file: Path = Field(description="its private key (PEM)")
+    host: str = Field("0.0.0.0", description="address to listen on")
+    port: int = Field(8443, ge=1, le=65535, description="HTTPS port for /mutate, /healthz, "
+                                                        "/metrics")
+    log_level: LogLevel = Field("INFO", description="log level: debug, info, warning or error")

@@ -1,0 +1,75 @@
+"""A kubelet double for the gateway's tests: it runs each admitted file server pod as a real
+``kubepie fileserver`` process, the way a container runtime would: the container's env, the
+pod's securityContext ids (as root), its volumeMounts resolved to host folders, a pod IP of
+its own on loopback (127.0.0.N), then reports the pod Running and Ready."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.kube_api import KubeApi
+from tests.tools import VENV_BIN
+
+
+@dataclass
+class Kubelet:
+    api: KubeApi
+    volumes: dict[str, Path]                 # pod volume name → host folder
+    processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    next_ip: int = 2
+
+    async def run_pod(self, pod: dict[str, Any]) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        container = spec["containers"][0]
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        mounts = []
+        for mount in container["volumeMounts"]:
+            if mount["name"] not in self.volumes:
+                continue  # emptyDir /tmp
+            host = self.volumes[mount["name"]] / mount.get("subPath", "")
+            mounts.append((mount["mountPath"], host))
+        served = []
+        for item in env["FILESERVER_MOUNTS"].split(","):
+            name, path = item.split("=", 1)
+            served.append(f"{name}={next(h for p, h in mounts if p == path)}")
+        ip = f"127.0.0.{self.next_ip}"
+        self.next_ip += 1
+        env |= {"FILESERVER_MOUNTS": ",".join(served), "FILESERVER_HOST": ip,
+                "PATH": os.environ["PATH"]}
+        context = spec["securityContext"]
+        if os.geteuid() == 0:
+            env |= {"FILESERVER_UID": str(context["runAsUser"]),
+                    "FILESERVER_GID": str(context["runAsGroup"]),
+                    "FILESERVER_GROUPS": ",".join(map(str, context["supplementalGroups"]))}
+        process = await asyncio.create_subprocess_exec(
+            str(VENV_BIN / "jupyterhub-sidecars"), "kubepie", "fileserver", env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        self.processes[meta["name"]] = process
+        await self.api.set_status(meta["namespace"], meta["name"], {
+            "phase": "Pending", "podIP": ip, "conditions": [
+                {"type": "Ready", "status": "False"}]})
+        await asyncio.sleep(0.8)  # the readiness probe's first period
+        await self.api.set_status(meta["namespace"], meta["name"], {
+            "phase": "Running", "podIP": ip, "conditions": [
+                {"type": "Ready", "status": "True"}]})
+
+    async def crash(self, namespace: str, name: str) -> None:
+        """The container dies: the process is killed and the pod reported Failed."""
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        await self.api.set_status(namespace, name, {"phase": "Failed", "conditions": [
+            {"type": "Ready", "status": "False"}]})
+
+    async def stop_all(self) -> None:
+        for process in self.processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            await process.wait()
+        self.processes.clear()

@@ -1,0 +1,295 @@
+"""The gateway with the real local OIDC provider and real file server processes.
+
+As root (CI) each user's file server runs with that user's uid, so "bob never reaches alice's
+files" is decided by the kernel, not by the test's good will.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from joserfc.jwk import RSAKey
+
+from tests.gateway import Gateway, b64, make_homes, remove, temp_root, tokens_for, unb64
+from tests.oidc import USERS, OidcProvider
+from tests.tools import VENV_BIN, in_ci
+
+EXTRA_USERS = [
+    {"sub": "carol", "preferred_username": "carol"},  # no uidNumber/gidNumber
+    {"sub": "mallory", "preferred_username": "mallory", "uidNumber": 0, "gidNumber": 0},
+]
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[Gateway, OidcProvider]]:
+    root = make_homes(temp_root())
+    provider = OidcProvider(root / "provider.log", token_max_age=5,
+                            users=[*USERS, *EXTRA_USERS])
+    provider.start()
+    gateway = Gateway(provider, root, {"KUBEPIE_OPAQUE_TOKENS": "userinfo",
+                                       "KUBEPIE_TOKEN_CACHE": "1s"})
+    try:
+        gateway.start()
+        yield gateway, provider
+    finally:
+        gateway.stop()
+        provider.stop()
+        remove(root)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def id_token(provider: OidcProvider, user: str, client_id: str = "kubepie") -> str:
+    return str(tokens_for(provider, user, client_id)["id_token"])
+
+
+def test_alice_reaches_her_files_with_a_jwt(served: tuple[Gateway, OidcProvider]) -> None:
+    gateway, provider = served
+    headers = bearer(id_token(provider, "alice"))
+    assert httpx.get(f"{gateway.url}/home/secret.txt", headers=headers).text == \
+        "alice's secret\n"
+    put = httpx.put(f"{gateway.url}/home/notes.txt", headers=headers, content=b"hello")
+    assert put.status_code == 201
+    listing = httpx.request("PROPFIND", f"{gateway.url}/home/", headers={**headers,
+                                                                         "Depth": "1"})
+    assert listing.status_code == 207 and "/home/notes.txt" in listing.text
+    assert (gateway.root / "home/alice/notes.txt").read_bytes() == b"hello"
+    if os.geteuid() == 0:
+        assert (gateway.root / "home/alice/notes.txt").stat().st_uid == 1001
+
+
+def test_rejected_tokens_get_401(served: tuple[Gateway, OidcProvider]) -> None:
+    gateway, provider = served
+    good = id_token(provider, "alice")
+    header, payload, signature = good.split(".")
+    claims = json.loads(unb64(payload))
+    jwks = httpx.get(f"{provider.issuer}/jwks").json()
+    public_pem = RSAKey.import_key(jwks["keys"][0]).as_pem(private=False)
+    hs_header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    hs_signature = hmac.new(public_pem, f"{hs_header}.{payload}".encode(),
+                            hashlib.sha256).digest()
+    forged = {
+        "wrong audience": id_token(provider, "alice", client_id="another-client"),
+        "alg none": f"{b64(json.dumps({'alg': 'none'}).encode())}.{payload}.",
+        "HS256 with the public key": f"{hs_header}.{payload}.{b64(hs_signature)}",
+        "tampered": f"{header}.{b64(json.dumps({**claims, 'uidNumber': 1002}).encode())}."
+                    f"{signature}",
+        "signature of another token": f"{header}.{payload}."
+                                      f"{id_token(provider, 'bob').split('.')[2]}",
+        "not a token": "Zm9vYmFy",
+    }
+    for name, token in forged.items():
+        response = httpx.get(f"{gateway.url}/home/secret.txt", headers=bearer(token))
+        assert response.status_code == 401, name
+        assert "alice" not in response.text, name
+        assert any('error="invalid_token"' in v
+                   for v in response.headers.get_list("WWW-Authenticate")), name
+
+
+def test_tokens_of_another_issuer_get_401(served: tuple[Gateway, OidcProvider],
+                                          tmp_path: Path) -> None:
+    gateway, _ = served
+    other = OidcProvider(tmp_path / "other.log", users=list(USERS))
+    other.start()
+    try:
+        token = id_token(other, "alice")
+    finally:
+        other.stop()
+    response = httpx.get(f"{gateway.url}/home/secret.txt", headers=bearer(token))
+    assert response.status_code == 401
+
+
+def test_expired_tokens_get_401(served: tuple[Gateway, OidcProvider]) -> None:
+    gateway, provider = served
+    token = id_token(provider, "alice")
+    assert httpx.get(f"{gateway.url}/home/", headers=bearer(token)).status_code == 200
+    time.sleep(5 + 1 + 1.5)  # the provider's lifetime, the gateway's leeway, a margin
+    response = httpx.get(f"{gateway.url}/home/", headers=bearer(token))
+    assert response.status_code == 401 and "expired" in response.headers["WWW-Authenticate"] \
+        + "".join(response.headers.get_list("WWW-Authenticate"))
+
+
+def test_bob_never_reaches_alices_files(served: tuple[Gateway, OidcProvider]) -> None:
+    if os.geteuid() != 0:
+        message = "the uid separation needs root (the file servers drop to the users' uids)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    gateway, provider = served
+    alice, bob = bearer(id_token(provider, "alice")), bearer(id_token(provider, "bob"))
+    assert httpx.get(f"{gateway.url}/data/alice-private.txt", headers=alice).status_code == 200
+    for method in ("GET", "PUT", "DELETE"):
+        response = httpx.request(method, f"{gateway.url}/data/alice-private.txt",
+                                 headers=bob, content=b"x" if method == "PUT" else None)
+        assert response.status_code in (403, 404), (method, response.status_code)
+    assert (gateway.root / "data/alice-private.txt").read_text() == "only alice\n"
+    # /home/ is each user's own home: bob's request never names alice's folder.
+    assert httpx.get(f"{gateway.url}/home/secret.txt", headers=bob).text == "bob's secret\n"
+    moved = httpx.request("COPY", f"{gateway.url}/data/alice-private.txt", headers={
+        **bob, "Destination": f"{gateway.url}/home/stolen.txt"})
+    assert moved.status_code in (403, 404) and not (gateway.root / "home/bob/stolen.txt").exists()
+    status = _server_status(gateway, "bob")
+    assert re.search(r"^Uid:\s+1002\s+1002\s+1002\s+1002$", status, re.M), status
+    assert re.search(r"^CapEff:\s+0+$", status, re.M), status
+
+
+def _server_status(gateway: Gateway, user: str) -> str:
+    started = [json.loads(line) for line in gateway.log().splitlines()
+               if '"file server started"' in line and f'"user": "{user}"' in line]
+    pid = started[-1]["server"].split()[-1]
+    return Path(f"/proc/{pid}/status").read_text()
+
+
+def test_unusable_identities_get_403_with_the_reason(
+        served: tuple[Gateway, OidcProvider]) -> None:
+    gateway, provider = served
+    carol = httpx.get(f"{gateway.url}/home/", headers=bearer(id_token(provider, "carol")))
+    assert carol.status_code == 403 and "uidNumber" in carol.text
+    mallory = httpx.get(f"{gateway.url}/home/",
+                        headers=bearer(id_token(provider, "mallory")))
+    assert mallory.status_code == 403 and "root" in mallory.text
+
+
+def test_opaque_access_tokens_are_checked_at_userinfo(
+        served: tuple[Gateway, OidcProvider]) -> None:
+    gateway, provider = served
+    access = tokens_for(provider, "alice")["access_token"]
+    assert "." not in access  # the provider's access tokens are opaque
+    assert httpx.get(f"{gateway.url}/home/secret.txt", headers=bearer(access)).status_code == 200
+    bad = httpx.get(f"{gateway.url}/home/secret.txt", headers=bearer(access[:-2] + "xx"))
+    assert bad.status_code == 401
+
+
+def test_no_credentials(served: tuple[Gateway, OidcProvider]) -> None:
+    gateway, _ = served
+    response = httpx.request("PROPFIND", f"{gateway.url}/home/")
+    assert response.status_code == 401
+    challenges = response.headers.get_list("WWW-Authenticate")
+    assert challenges[0].startswith("Basic realm=") and challenges[1].startswith("Bearer")
+    browser = httpx.get(f"{gateway.url}/home/?x=1", headers={"Accept": "text/html"})
+    assert browser.status_code == 302
+    location = urllib.parse.urlsplit(browser.headers["Location"])
+    assert location.path == "/_kubepie/login"
+    assert urllib.parse.parse_qs(location.query) == {"next": ["/home/?x=1"]}
+    for header in ("Negotiate abc", "Basic !!!", "Basic " + b64(b"nocolon")):
+        assert httpx.get(f"{gateway.url}/home/",
+                         headers={"Authorization": header}).status_code == 401
+
+
+def test_client_credentials_never_reach_the_file_server(
+        served: tuple[Gateway, OidcProvider]) -> None:
+    """The file server answers only the gateway's own token: the client's is replaced."""
+    gateway, provider = served
+    token = id_token(provider, "alice")
+    httpx.get(f"{gateway.url}/home/", headers=bearer(token))
+    started = [json.loads(line) for line in gateway.log().splitlines()
+               if '"file server started"' in line and '"user": "alice"' in line]
+    pid = int(started[-1]["server"].split()[-1])
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    env = dict(item.decode().split("=", 1) for item in environ if b"=" in item)
+    port = env["FILESERVER_PORT"]
+    direct = httpx.get(f"http://127.0.0.1:{port}/home/secret.txt", headers=bearer(token))
+    assert direct.status_code == 401  # alice's own token does not open her server directly
+    assert not any(k.startswith("KUBEPIE_") for k in env)  # no gateway secret in there
+
+
+def test_the_access_log_names_user_method_path_status_bytes(
+        served: tuple[Gateway, OidcProvider]) -> None:
+    gateway, provider = served
+    httpx.get(f"{gateway.url}/home/secret.txt", headers=bearer(id_token(provider, "alice")))
+    time.sleep(0.2)
+    record = next(r for r in reversed(gateway.access_log())
+                  if r["path"] == "/home/secret.txt" and r["user"] == "alice")
+    assert record["method"] == "GET" and record["status"] == 200
+    assert record["bytes"] == len("alice's secret\n") and record["via"] == "bearer"
+    assert 0 < record["duration"] < 5
+
+
+def test_metrics_count_requests(served: tuple[Gateway, OidcProvider]) -> None:
+    gateway, _ = served
+    text = httpx.get(f"{gateway.url}/metrics").text
+    assert re.search(r'kubepie_gateway_requests_total\{code="401",method="GET",via="-"\} '
+                     r"[1-9]", text), text[:2000]
+
+
+def test_crash_and_idle(tmp_path: Path) -> None:
+    """A killed file server is replaced on the next request; an idle one is stopped."""
+    root = make_homes(temp_root())
+    provider = OidcProvider(root / "provider.log", token_max_age=60)
+    provider.start()
+    gateway = Gateway(provider, root, {"KUBEPIE_IDLE_TIMEOUT": "3s"})
+    try:
+        gateway.start()
+        headers = bearer(id_token(provider, "alice"))
+        assert httpx.get(f"{gateway.url}/home/secret.txt", headers=headers).status_code == 200
+        first = _pids(gateway)
+        os.kill(first[-1], signal.SIGKILL)
+        time.sleep(0.3)
+        assert httpx.get(f"{gateway.url}/home/secret.txt", headers=headers).status_code == 200
+        second = _pids(gateway)
+        assert len(second) == 2 and second[-1] != first[-1]
+        deadline = time.monotonic() + 15
+        while _alive(second[-1]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(second[-1]), "the idle file server was not stopped"
+        assert "stopping idle file server" in gateway.log()
+        assert httpx.get(f"{gateway.url}/home/secret.txt", headers=headers).status_code == 200
+        assert gateway.stop() == 0
+    finally:
+        gateway.stop()
+        provider.stop()
+        remove(root)
+
+
+def _pids(gateway: Gateway) -> list[int]:
+    return [int(json.loads(line)["server"].split()[-1]) for line in gateway.log().splitlines()
+            if '"file server started"' in line]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"KUBEPIE_OIDC_ISSUER": "ftp://x"}, "KUBEPIE_OIDC_ISSUER='ftp://x' must be an http(s) URL"),
+    ({"KUBEPIE_PUBLIC_URL": "http://files.example.org"}, "plain http is only for loopback"),
+    ({"KUBEPIE_SESSION_SECRET": "short"}, "at least 32 characters"),
+    ({"KUBEPIE_ALGORITHMS": "RS256,HS256"}, "HS256 not accepted"),
+    ({"KUBEPIE_ALGORITHMS": "none"}, "none not accepted"),
+    ({"KUBEPIE_ID_RANGE": "0-100"}, "never 0"),
+    ({"KUBEPIE_GROUP_GIDS": "xray"}, "expected group=gid"),
+    ({"KUBEPIE_MOUNTS": "home=/home/{user}"}, "unknown field {user}"),
+    ({"KUBEPIE_BACKEND": "kubernetes"}, "needs KUBEPIE_POD_IMAGE"),
+    ({"KUBEPIE_CLIENT_SECRET": ""}, "KUBEPIE_CLIENT_SECRET or KUBEPIE_CLIENT_SECRET_FILE"),
+])
+def test_bad_settings_stop_with_one_line(env: dict[str, str], message: str) -> None:
+    base = {"PATH": os.environ["PATH"], "KUBEPIE_OIDC_ISSUER": "http://127.0.0.1:9",
+            "KUBEPIE_CLIENT_ID": "kubepie", "KUBEPIE_CLIENT_SECRET": "s",
+            "KUBEPIE_PUBLIC_URL": "http://127.0.0.1:8780",
+            "KUBEPIE_SESSION_SECRET": "x" * 32}
+    result = subprocess.run([str(VENV_BIN / "jupyterhub-sidecars"), "kubepie", "gateway"],
+                            env={**base, **env}, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert "x" * 32 not in result.stderr
+
+

@@ -1,0 +1,183 @@
+"""Bearer JWT checks of the gateway, each tried with a token built to break it.
+
+The verifier talks HTTP to a small issuer serving discovery and a JWKS (keys we hold, so we
+can sign exactly the token each rule is about); the end-to-end tests with the real provider
+are in test_gateway_oidc.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
+
+from services.kubepie.gateway.bearer import (
+    JwtVerifier,
+    OpaqueTokenChecker,
+    ProviderMetadata,
+    TokenRejected,
+)
+from tests.gateway import b64, unb64
+
+
+class Issuer:
+    """Discovery + JWKS over real HTTP, with keys the test can rotate."""
+
+    def __init__(self) -> None:
+        self.keys = [RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig"})]
+        self.jwks_fetches = 0
+        self.url = ""
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/.well-known/openid-configuration", self._discovery)
+        app.router.add_get("/jwks", self._jwks)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+    async def _discovery(self, _: web.Request) -> web.Response:
+        return web.json_response({"issuer": self.url, "jwks_uri": f"{self.url}/jwks",
+                                  "userinfo_endpoint": f"{self.url}/userinfo"})
+
+    async def _jwks(self, _: web.Request) -> web.Response:
+        self.jwks_fetches += 1
+        encryption = ECKey.generate_key("P-256", parameters={"kid": "enc", "use": "enc"})
+        keys = [k.as_dict(private=False) for k in self.keys]
+        keys.append(encryption.as_dict(private=False))
+        keys.append({"kty": "oct", "kid": "sym", "k": b64(b"shared-secret")})
+        return web.json_response({"keys": keys})
+
+    def token(self, key: Any = None, header: dict[str, Any] | None = None,
+              **claims: Any) -> str:
+        now = int(time.time())
+        body = {"iss": self.url, "aud": "kubepie", "sub": "alice", "iat": now,
+                "exp": now + 300, "preferred_username": "alice", **claims}
+        body = {k: v for k, v in body.items() if v is not None}
+        key = key or self.keys[0]
+        return jwt.encode(header or {"alg": "RS256", "kid": key.kid}, body, key)
+
+
+@pytest.fixture
+async def issuer() -> AsyncIterator[Issuer]:
+    server = Issuer()
+    await server.start()
+    yield server
+    assert server.runner is not None
+    await server.runner.cleanup()
+
+
+@pytest.fixture
+async def verifier(issuer: Issuer) -> AsyncIterator[JwtVerifier]:
+    async with httpx.AsyncClient() as http:
+        yield JwtVerifier(ProviderMetadata(issuer.url, http), http, audiences=("kubepie",),
+                          algorithms=("RS256", "ES256"), leeway=5, refetch_interval=0.3)
+
+
+async def test_a_valid_token_gives_its_claims(issuer: Issuer, verifier: JwtVerifier) -> None:
+    claims = await verifier.verify(issuer.token(uidNumber=1001))
+    assert claims["sub"] == "alice" and claims["uidNumber"] == 1001
+
+
+@pytest.mark.parametrize(("claims", "reason"), [
+    ({"iss": "https://evil.example"}, "iss"),
+    ({"aud": "another-service"}, "aud"),
+    ({"aud": None}, "aud"),
+    ({"exp": int(time.time()) - 60}, "expired"),
+    ({"exp": None}, "exp"),
+    ({"nbf": int(time.time()) + 600}, "not yet valid"),
+])
+async def test_claims_are_checked(issuer: Issuer, verifier: JwtVerifier,
+                                  claims: dict[str, Any], reason: str) -> None:
+    if "exp" in claims and claims["exp"] is not None:
+        claims["exp"] = int(time.time()) - 60  # computed now, not at import
+    with pytest.raises(TokenRejected, match=rf"(?i){reason}"):
+        await verifier.verify(issuer.token(**claims))
+
+
+async def test_alg_none_is_rejected(issuer: Issuer, verifier: JwtVerifier) -> None:
+    payload = unb64(issuer.token().split(".")[1])
+    forged = f"{b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{b64(payload)}."
+    with pytest.raises(TokenRejected, match="algorithm 'none'"):
+        await verifier.verify(forged)
+
+
+async def test_hs256_signed_with_the_public_key_is_rejected(issuer: Issuer,
+                                                             verifier: JwtVerifier) -> None:
+    """The classic confusion: the RSA public key (known to all) used as an HMAC secret."""
+    public_pem = issuer.keys[0].as_pem(private=False)
+    header = b64(json.dumps({"alg": "HS256", "kid": "k1"}).encode())
+    payload = issuer.token().split(".")[1]
+    signature = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    with pytest.raises(TokenRejected, match="algorithm 'HS256'"):
+        await verifier.verify(f"{header}.{payload}.{b64(signature)}")
+
+
+async def test_a_symmetric_key_in_the_jwks_is_never_used(issuer: Issuer,
+                                                         verifier: JwtVerifier) -> None:
+    header = b64(json.dumps({"alg": "RS256", "kid": "sym"}).encode())
+    payload = issuer.token().split(".")[1]
+    signature = hmac.new(b"shared-secret", f"{header}.{payload}".encode(),
+                         hashlib.sha256).digest()
+    with pytest.raises(TokenRejected):
+        await verifier.verify(f"{header}.{payload}.{b64(signature)}")
+
+
+async def test_a_tampered_payload_is_rejected(issuer: Issuer, verifier: JwtVerifier) -> None:
+    header, payload, signature = issuer.token().split(".")
+    claims = json.loads(unb64(payload))
+    claims["preferred_username"] = "bob"
+    with pytest.raises(TokenRejected, match=r"(?i)signature"):
+        await verifier.verify(f"{header}.{b64(json.dumps(claims).encode())}.{signature}")
+
+
+async def test_a_token_from_a_key_the_issuer_never_published(issuer: Issuer,
+                                                             verifier: JwtVerifier) -> None:
+    stranger = RSAKey.generate_key(2048, parameters={"kid": "k1"})  # same kid, other key
+    with pytest.raises(TokenRejected, match=r"(?i)signature"):
+        await verifier.verify(issuer.token(key=stranger))
+
+
+async def test_key_rotation_refetches_once_for_an_unknown_kid(issuer: Issuer,
+                                                              verifier: JwtVerifier) -> None:
+    await verifier.verify(issuer.token())
+    assert issuer.jwks_fetches == 1
+    await asyncio.sleep(0.4)
+    rotated = ECKey.generate_key("P-256", parameters={"kid": "k2", "use": "sig"})
+    issuer.keys.append(rotated)
+    claims = await verifier.verify(issuer.token(key=rotated, header={"alg": "ES256",
+                                                                     "kid": "k2"}))
+    assert claims["sub"] == "alice" and issuer.jwks_fetches == 2
+    # A flood of unknown kids does not turn into a flood of JWKS fetches.
+    for n in range(5):
+        with pytest.raises(TokenRejected, match="unknown signing key"):
+            await verifier.verify(issuer.token(header={"alg": "RS256", "kid": f"x{n}"}))
+    assert issuer.jwks_fetches == 2
+
+
+async def test_garbage_is_not_a_jwt(verifier: JwtVerifier) -> None:
+    for value in ("eyJ.eyJ.x", "a.b.c", "eyJhbGciOiJSUzI1NiJ9..", ""):
+        with pytest.raises(TokenRejected):
+            await verifier.verify(value)
+
+
+async def test_opaque_tokens_are_refused_unless_configured(issuer: Issuer) -> None:
+    async with httpx.AsyncClient() as http:
+        checker = OpaqueTokenChecker("reject", ProviderMetadata(issuer.url, http), http,
+                                     client_id="kubepie", client_secret="s",
+                                     audiences=("kubepie",))
+        with pytest.raises(TokenRejected, match="only JWT"):
+            await checker.check("gppfnjW9BivRVhLwKupIbOSHwOOA5H2Oko5kPoh4")
