@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import urllib.parse
@@ -22,7 +21,7 @@ import httpx
 from tests.fileserver import running_as_root
 from tests.hub import free_port
 from tests.oidc import USERS, OidcProvider
-from tests.tools import VENV_BIN, wait_http
+from tests.tools import VENV_BIN, stop_process, wait_http
 
 CLIENT_ID, CLIENT_SECRET = "kubepie", "kubepie-secret"
 GROUP_GIDS = {"xray": 5000}
@@ -92,14 +91,7 @@ class Gateway:
         return self
 
     def stop(self) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        return stop_process(self.process, timeout=15)
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

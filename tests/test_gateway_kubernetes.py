@@ -78,7 +78,8 @@ async def _wait_https(url: str, ca: Path, process: subprocess.Popen[bytes]) -> N
 
 
 @pytest.fixture
-async def cluster() -> AsyncIterator[Cluster]:
+async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
+    idle = getattr(request, "param", {}).get("idle", "20s")
     root = make_homes(temp_root())
     private, public = generate_key()
     (root / "identity.pem").write_text(private)
@@ -109,7 +110,7 @@ async def cluster() -> AsyncIterator[Cluster]:
         "KUBEPIE_POD_STORAGE_FILE": str(root / "storage.yaml"),
         "KUBEPIE_IDENTITY_KEY_FILE": str(root / "identity.pem"),
         "KUBEPIE_POD_PORT": str(free_port()), "KUBEPIE_OWNER_DEPLOYMENT": "kubepie-gateway",
-        "KUBEPIE_IDLE_TIMEOUT": "20s"})
+        "KUBEPIE_IDLE_TIMEOUT": idle})
     cluster = Cluster(api, kubelet, gateway, provider, (root / "identity.pem", ca), webhook)
     try:
         await _wait_https(f"https://127.0.0.1:{webhook_port}/healthz", ca, webhook)
@@ -183,6 +184,20 @@ def _check_pod(pod: dict[str, Any]) -> None:
         {"name": "tmp", "mountPath": "/tmp"}]
     assert spec["volumes"][:2] == STORAGE["volumes"]
     assert container["resources"]["limits"] == {"memory": "512Mi"}
+
+
+@pytest.mark.parametrize("cluster", [{"idle": "2s"}], indirect=True)
+async def test_idle_pods_are_deleted_and_come_back_on_demand(cluster: Cluster) -> None:
+    assert (await cluster.get("alice", "/home/secret.txt")).status_code == 200
+    name = cluster.api.created[0]["metadata"]["name"]
+    deadline = asyncio.get_running_loop().time() + 20
+    while cluster.api.by_name(NAMESPACE, name) is not None:
+        assert asyncio.get_running_loop().time() < deadline, "the idle pod was not deleted"
+        await asyncio.sleep(0.2)
+    annotations = cluster.api.created[0]["metadata"]["annotations"]
+    assert int(annotations["kubepie.io/last-used"]) > 0
+    assert (await cluster.get("alice", "/home/secret.txt")).status_code == 200
+    assert len(cluster.api.created) == 2
 
 
 async def test_nobody_else_can_start_a_file_server_as_alice(cluster: Cluster) -> None:

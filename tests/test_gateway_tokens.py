@@ -8,6 +8,7 @@ are in test_gateway_oidc.py.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -25,6 +26,7 @@ from services.kubepie.gateway.bearer import (
     JwtVerifier,
     OpaqueTokenChecker,
     ProviderMetadata,
+    ProviderUnavailable,
     TokenRejected,
 )
 from tests.gateway import b64, unb64
@@ -36,6 +38,8 @@ class Issuer:
     def __init__(self) -> None:
         self.keys = [RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig"})]
         self.jwks_fetches = 0
+        self.introspections = 0
+        self.opaque: dict[str, dict[str, Any]] = {}
         self.url = ""
         self.runner: web.AppRunner | None = None
 
@@ -43,6 +47,7 @@ class Issuer:
         app = web.Application()
         app.router.add_get("/.well-known/openid-configuration", self._discovery)
         app.router.add_get("/jwks", self._jwks)
+        app.router.add_post("/introspect", self._introspect)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -51,7 +56,17 @@ class Issuer:
 
     async def _discovery(self, _: web.Request) -> web.Response:
         return web.json_response({"issuer": self.url, "jwks_uri": f"{self.url}/jwks",
-                                  "userinfo_endpoint": f"{self.url}/userinfo"})
+                                  "userinfo_endpoint": f"{self.url}/userinfo",
+                                  "introspection_endpoint": f"{self.url}/introspect"})
+
+    async def _introspect(self, request: web.Request) -> web.Response:
+        """RFC 7662: client authentication, form-encoded token, {"active": false} if unknown."""
+        self.introspections += 1
+        if request.headers.get("Authorization") != "Basic " + base64.b64encode(
+                b"kubepie:s").decode():
+            return web.json_response({"error": "invalid_client"}, status=401)
+        form = await request.post()
+        return web.json_response(self.opaque.get(str(form.get("token")), {"active": False}))
 
     async def _jwks(self, _: web.Request) -> web.Response:
         self.jwks_fetches += 1
@@ -181,3 +196,50 @@ async def test_opaque_tokens_are_refused_unless_configured(issuer: Issuer) -> No
                                      audiences=("kubepie",))
         with pytest.raises(TokenRejected, match="only JWT"):
             await checker.check("gppfnjW9BivRVhLwKupIbOSHwOOA5H2Oko5kPoh4")
+
+
+async def test_opaque_tokens_by_introspection_with_a_short_cache(issuer: Issuer) -> None:
+    now = int(time.time())
+    issuer.opaque = {
+        "good": {"active": True, "iss": issuer.url, "aud": "kubepie", "exp": now + 60,
+                 "preferred_username": "alice"},
+        "other-audience": {"active": True, "iss": issuer.url, "aud": "else", "exp": now + 60},
+        "other-issuer": {"active": True, "iss": "https://evil.example", "exp": now + 60},
+        "expired": {"active": True, "iss": issuer.url, "exp": now - 5},
+    }
+    async with httpx.AsyncClient() as http:
+        checker = OpaqueTokenChecker("introspection", ProviderMetadata(issuer.url, http), http,
+                                     client_id="kubepie", client_secret="s",
+                                     audiences=("kubepie",), cache_seconds=0.5)
+        assert (await checker.check("good"))["preferred_username"] == "alice"
+        assert (await checker.check("good"))["preferred_username"] == "alice"
+        assert issuer.introspections == 1  # the second answer came from the cache
+        for token, reason in (("other-audience", "aud"), ("other-issuer", "issuer"),
+                              ("expired", "expired"), ("unknown", "not active")):
+            with pytest.raises(TokenRejected, match=reason):
+                await checker.check(token)
+        issuer.opaque["good"]["active"] = False  # revoked at the provider
+        await asyncio.sleep(0.6)
+        with pytest.raises(TokenRejected, match="not active"):
+            await checker.check("good")
+        wrong_client = OpaqueTokenChecker("introspection", ProviderMetadata(issuer.url, http),
+                                          http, client_id="kubepie", client_secret="wrong",
+                                          audiences=("kubepie",))
+        with pytest.raises(ProviderUnavailable, match="401"):
+            await wrong_client.check("good")
+
+
+def test_session_cookies_are_secure_with_the_host_prefix_on_https() -> None:
+    from aiohttp import web as aioweb
+
+    from services.kubepie.gateway.identity import Identity
+    from services.kubepie.gateway.sessions import Sessions
+
+    sessions = Sessions("s" * 32, secure=True, lifetime=3600)
+    response = aioweb.Response()
+    sessions.start(response, Identity("alice", 1001, 1001))
+    cookie = response.cookies.output()
+    assert cookie.startswith("Set-Cookie: __Host-kubepie-session=")
+    for attribute in ("HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=3600"):
+        assert attribute in cookie, attribute
+    assert "Domain" not in cookie

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +34,18 @@ def require_tool(name: str, *extra_dirs: Path) -> str:
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
+    """SIGTERM (a service's graceful stop), SIGKILL after ``timeout``; its exit status."""
+    if process is None or process.poll() is not None:
+        return process.returncode if process else None
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 def wait_http(url: str, *, status: int | None = None, timeout: float = 30) -> httpx.Response:

@@ -71,10 +71,27 @@ class JwtVerifier:
         self._keys: KeySet | None = None
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
+        # A JWT is immutable and valid until its exp: clients send the same one with every
+        # request, so its verified claims are kept until then (at most 5 min, 10k tokens).
+        self._verified: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
 
     async def verify(self, token: str, *, audiences: tuple[str, ...] | None = None,
                      nonce: str | None = None) -> dict[str, Any]:
         """The token's claims, or :class:`TokenRejected` saying why not."""
+        if audiences is None and nonce is None:
+            cached = self._verified.get(token)
+            if cached is not None and cached[0] > time.time():
+                return cached[1]
+        claims = await self._verify(token, audiences, nonce)
+        if audiences is None and nonce is None:
+            until = min(float(claims["exp"]) + self._leeway, time.time() + 300)
+            self._verified[token] = (until, claims)
+            while len(self._verified) > 10_000:
+                self._verified.popitem(last=False)
+        return claims
+
+    async def _verify(self, token: str, audiences: tuple[str, ...] | None,
+                      nonce: str | None) -> dict[str, Any]:
         try:
             header = jws.extract_compact(token.encode()).protected
         except (JoseError, ValueError) as exc:
