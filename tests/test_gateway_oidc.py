@@ -72,6 +72,49 @@ def test_alice_reaches_her_files_with_a_jwt(served: tuple[Gateway, OidcProvider]
         assert (gateway.root / "home/alice/notes.txt").stat().st_uid == 1001
 
 
+def test_destinations_are_rewritten_or_refused(served: tuple[Gateway, OidcProvider]) -> None:
+    gateway, provider = served
+    headers = bearer(id_token(provider, "alice"))
+    httpx.put(f"{gateway.url}/home/dest.txt", headers=headers, content=b"d")
+    copied = httpx.request("COPY", f"{gateway.url}/home/dest.txt", headers={
+        **headers, "Destination": f"{gateway.url}/home/dest-copy.txt"})
+    assert copied.status_code == 201
+    assert (gateway.root / "home/alice/dest-copy.txt").read_bytes() == b"d"
+    for destination, status in (("https://elsewhere.example/home/x.txt", 502),
+                                ("not a url", 400)):
+        answer = httpx.request("MOVE", f"{gateway.url}/home/dest.txt", headers={
+            **headers, "Destination": destination})
+        assert answer.status_code == status, destination
+    assert (gateway.root / "home/alice/dest.txt").exists()
+
+
+def test_bodies_stream_through_without_piling_up(served: tuple[Gateway, OidcProvider]) -> None:
+    """200 MiB up (chunked) and down; the gateway's peak memory stays far below that."""
+    gateway, provider = served
+    headers = bearer(id_token(provider, "alice"))
+    block = os.urandom(1 << 20)
+    digest = hashlib.sha256(block * 200).hexdigest()
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(200):
+            yield block
+
+    put = httpx.put(f"{gateway.url}/home/big.bin", headers=headers, content=chunks(),
+                    timeout=120)
+    assert put.status_code == 201
+    received = hashlib.sha256()
+    with httpx.stream("GET", f"{gateway.url}/home/big.bin", headers=headers,
+                      timeout=120) as response:
+        assert response.headers["Content-Length"] == str(200 << 20)
+        for chunk in response.iter_bytes():
+            received.update(chunk)
+    assert received.hexdigest() == digest
+    assert gateway.process is not None
+    status = Path(f"/proc/{gateway.process.pid}/status").read_text()
+    peak_kib = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
+    assert peak_kib < 160 * 1024, f"gateway peak RSS {peak_kib // 1024} MiB"
+
+
 def test_rejected_tokens_get_401(served: tuple[Gateway, OidcProvider]) -> None:
     gateway, provider = served
     good = id_token(provider, "alice")

@@ -186,7 +186,8 @@ async def test_watch_follows_pods_and_relists_after_410(api: KubeApi, tmp_path: 
     index = PodIndex()
     async with client.ApiClient() as api_client:
         watcher = PodWatcher(client.CoreV1Api(api_client), index, namespace="jhub", node=NODE,
-                             label_selector="component=singleuser-server", watch_timeout=1)
+                             label_selector="component=singleuser-server", watch_timeout=1,
+                             request_timeout=3)
         task = asyncio.create_task(watcher.run())
         try:
             await wait_for(lambda: set(index.pods) == {alice.uid})
@@ -205,7 +206,7 @@ async def test_watch_follows_pods_and_relists_after_410(api: KubeApi, tmp_path: 
             await api.cut_off(False)
             await wait_for(lambda: sum(1 for r in api.requests if "watch" not in r) > lists,
                            timeout=10)
-            await wait_for(lambda: set(index.pods) == {bob.uid, carol.uid})
+            await wait_for(lambda: set(index.pods) == {bob.uid, carol.uid}, timeout=20)
         finally:
             task.cancel()
     watches = [r for r in api.requests if "watch" in r]

@@ -30,13 +30,16 @@ class PodWatcher:
     """List, then watch from the list's resourceVersion; relist on 410 Gone or any error."""
 
     def __init__(self, api: Any, index: PodIndex, *, namespace: str, label_selector: str,
-                 node: str = "", watch_timeout: int = 300) -> None:
+                 node: str = "", watch_timeout: int = 300,
+                 request_timeout: float = 30.0) -> None:
         self._api = api
         self._index = index
         self._namespace = namespace
         self._selectors = {"label_selector": label_selector,
                            "field_selector": f"spec.nodeName={node}" if node else None}
         self._watch_timeout = watch_timeout
+        # Client-side limits too: a connection that silently hangs must not stall the index.
+        self._request_timeout = request_timeout
 
     async def run(self) -> None:
         from kubernetes_asyncio import watch
@@ -54,6 +57,7 @@ class PodWatcher:
                         async for event in stream.stream(
                                 *self._list_call(), resource_version=version,
                                 timeout_seconds=self._watch_timeout,
+                                _request_timeout=self._watch_timeout + self._request_timeout,
                                 allow_watch_bookmarks=True, **self._kwargs()):
                             raw = event["raw_object"]
                             version = raw.get("metadata", {}).get("resourceVersion", version)
@@ -74,7 +78,8 @@ class PodWatcher:
 
     async def _list(self) -> str:
         function, *args = self._list_call()
-        response = await function(*args, _preload_content=False, **self._kwargs())
+        response = await function(*args, _preload_content=False,
+                                  _request_timeout=self._request_timeout, **self._kwargs())
         body = await response.json()
         self._index.replace(body.get("items") or [])
         log.info("listed %d user pod(s)", len(self._index.pods))

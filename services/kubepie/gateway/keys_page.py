@@ -78,8 +78,8 @@ class KeysPage:
                         f"{rows}</table>")
         else:
             body.append("<p>None yet.</p>")
-        options = "".join(f"<option value={d}>{d} day{'s' if d != '1' else ''}</option>"
-                          for d in LIFETIMES)
+        options = "".join(f"<option value={d}{' selected' if d == '30' else ''}>{d} "
+                          f"day{'s' if d != '1' else ''}</option>" for d in LIFETIMES)
         body.append(
             f"<h2>New key</h2><form method=post action='{PREFIX}/keys'>"
             f"<input type=hidden name=csrf value='{csrf}'>"

@@ -11,7 +11,8 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; " \
 STYLE = ("body{font:15px/1.5 system-ui,sans-serif;max-width:52em;margin:2em auto;"
          "padding:0 1em}table{border-collapse:collapse}td,th{padding:.3em .8em;"
          "border-bottom:1px solid #ddd;text-align:left}code,pre{background:#f4f4f4;"
-         "padding:.1em .3em}pre{padding:.6em;overflow-x:auto}.secret{font-size:1.1em}")
+         "padding:.1em .3em}pre{padding:.6em;white-space:pre-wrap;word-break:break-all}"
+         ".secret{font-size:1.1em}")
 
 
 def page(title: str, body: str, status: int = 200) -> web.Response:
