@@ -196,7 +196,7 @@ class OpaqueTokenChecker:
             raise ProviderUnavailable(f"introspection failed: {exc}") from None
         if response.status_code != 200:
             raise ProviderUnavailable(f"introspection answered {response.status_code}")
-        claims = _json_object(response)
+        claims = json_object(response)
         if claims.get("active") is not True:
             raise TokenRejected("the provider says the token is not active")
         if "exp" in claims and float(claims["exp"]) < time.time():
@@ -223,7 +223,7 @@ class OpaqueTokenChecker:
             raise TokenRejected("the provider does not accept the token")
         if response.status_code != 200:
             raise ProviderUnavailable(f"userinfo answered {response.status_code}")
-        return _json_object(response)
+        return json_object(response)
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -249,10 +249,11 @@ async def _get_json(http: httpx.AsyncClient, url: str) -> dict[str, Any]:
         response.raise_for_status()
     except httpx.HTTPError as exc:
         raise ProviderUnavailable(f"GET {url} failed: {exc}") from None
-    return _json_object(response)
+    return json_object(response)
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The response's JSON object, or :class:`ProviderUnavailable` (the provider misbehaved)."""
     try:
         value = response.json()
     except ValueError:

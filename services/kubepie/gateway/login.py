@@ -22,6 +22,7 @@ from services.kubepie.gateway.bearer import (
     ProviderMetadata,
     ProviderUnavailable,
     TokenRejected,
+    json_object,
 )
 from services.kubepie.gateway.identity import ClaimMapping, IdentityRefused
 from services.kubepie.gateway.pages import error_page
@@ -96,17 +97,20 @@ class BrowserLogin:
             raise ProviderUnavailable(f"token endpoint: {exc}") from None
         if answer.status_code != 200:
             raise TokenRejected(f"the token endpoint answered {answer.status_code}")
-        tokens = answer.json()
+        tokens = json_object(answer)
         if "id_token" not in tokens:
             raise TokenRejected("the provider sent no id token (is the openid scope allowed?)")
         claims = await self._verifier.verify(tokens["id_token"], audiences=(self._client[0],),
                                              nonce=str(pending["nonce"]))
         userinfo_url = metadata.get("userinfo_endpoint")
         if userinfo_url and tokens.get("access_token"):
-            info = await self._http.get(userinfo_url, headers={
-                "Authorization": f"Bearer {tokens['access_token']}"})
+            try:
+                info = await self._http.get(userinfo_url, headers={
+                    "Authorization": f"Bearer {tokens['access_token']}"})
+            except httpx.HTTPError as exc:
+                raise ProviderUnavailable(f"userinfo: {exc}") from None
             if info.status_code == 200:
-                extra = info.json()
+                extra = json_object(info)
                 if extra.get("sub") == claims.get("sub"):
                     claims = {**extra, **claims}
         return claims

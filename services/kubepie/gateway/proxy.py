@@ -78,10 +78,6 @@ def request_headers(request: web.Request, endpoint: Endpoint, *, public_host: st
     return headers
 
 
-def _has_body(request: web.Request) -> bool:
-    return request.body_exists
-
-
 def response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in upstream.items():
@@ -93,7 +89,7 @@ def response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
 async def forward(request: web.Request, session: aiohttp.ClientSession, endpoint: Endpoint,
                   headers: CIMultiDict[str]) -> tuple[web.StreamResponse, int]:
     """Send the request on; the response and the number of body bytes sent to the client."""
-    body = request.content.iter_chunked(CHUNK) if _has_body(request) else None
+    body = request.content.iter_chunked(CHUNK) if request.body_exists else None
     if body is not None and request.content_length is not None:
         headers["Content-Length"] = str(request.content_length)
     async with session.request(request.method, endpoint.url + request.raw_path,

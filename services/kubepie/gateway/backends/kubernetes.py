@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -259,7 +260,6 @@ def _host(ip: str) -> str:
 
 
 def _message(exc: ApiException) -> str:
-    import json
     try:
         return str(json.loads(exc.body or "{}").get("message", exc.reason))
     except ValueError:
