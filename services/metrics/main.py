@@ -27,7 +27,7 @@ from services.runtime.settings import (
     exit_on_settings_error,
     load_settings,
 )
-from services.runtime.webapp import make_app, run_service
+from services.runtime.webapp import make_app, run_service, until_stopped
 from services.walltime.metrics import PREFIX
 
 log = logging.getLogger("sidecars.metrics")
@@ -52,7 +52,7 @@ async def run_agent(settings: AgentSettings) -> int:
         return await _kubernetes(settings, gpu)
     source = LocalSource(proc_root=settings.proc_root, gpu=gpu)
     try:
-        return await _serve(settings, source.read, _forever, lambda: True)
+        return await _serve(settings, source.read, until_stopped, lambda: True)
     finally:
         source.close()
 
@@ -78,11 +78,6 @@ async def _kubernetes(settings: AgentSettings, gpu: GpuReader | None) -> int:
 
         # Ready once the first list arrived: before that, every server would look absent.
         return await _serve(settings, source.read, watch, lambda: index.synced)
-
-
-async def _forever() -> int:
-    await asyncio.Event().wait()
-    return 0
 
 
 async def _serve(settings: AgentSettings, read: Callable[[], NodeUsage],

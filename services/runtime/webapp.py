@@ -44,6 +44,12 @@ def make_app(registry: CollectorRegistry, healthy: HealthCheck | None = None,
     return app
 
 
+async def until_stopped() -> int:
+    """The main coroutine of a service that only serves: it ends with the stop signal."""
+    await asyncio.Event().wait()
+    return 0
+
+
 async def run_service(
     app: web.Application,
     main: Callable[[], Coroutine[Any, Any, int]],

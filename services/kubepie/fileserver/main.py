@@ -19,7 +19,7 @@ from services.runtime.settings import (
     exit_on_settings_error,
     load_settings,
 )
-from services.runtime.webapp import run_service
+from services.runtime.webapp import run_service, until_stopped
 
 
 def main(args: argparse.Namespace) -> int:
@@ -45,8 +45,4 @@ async def _run(settings: FileserverSettings) -> int:
     log.info("serving", extra={"mounts": {m.url: m.root for m in settings.mount_table},
                                "read_only": [m.url for m in settings.mount_table if m.read_only]})
 
-    async def forever() -> int:
-        await asyncio.Event().wait()
-        return 0
-
-    return await run_service(app, forever, host=settings.host, port=settings.port)
+    return await run_service(app, until_stopped, host=settings.host, port=settings.port)

@@ -23,7 +23,7 @@ from services.runtime.settings import (
     exit_on_settings_error,
     load_settings,
 )
-from services.runtime.webapp import make_app, run_service
+from services.runtime.webapp import make_app, run_service, until_stopped
 
 log = logging.getLogger("kubepie.webhook")
 
@@ -67,9 +67,5 @@ def build_app(key: ECKey, registry: CollectorRegistry) -> web.Application:
 async def _run(settings: WebhookSettings, key: ECKey, tls: ssl.SSLContext) -> int:
     configure_logging("kubepie-webhook", settings.log_level)
 
-    async def forever() -> int:
-        await asyncio.Event().wait()
-        return 0
-
-    return await run_service(build_app(key, CollectorRegistry()), forever, host=settings.host,
-                             port=settings.port, ssl_context=tls)
+    return await run_service(build_app(key, CollectorRegistry()), until_stopped,
+                             host=settings.host, port=settings.port, ssl_context=tls)
