@@ -7,6 +7,30 @@ import pytest
 
 from tests.hub import Hub
 from tests.oidc import OidcProvider
+from tests.process_leaks import Tracker
+
+_tracker = Tracker()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _tracker.start()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _tracker.test_starts(item.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every fixture is torn down by now: a process of ours still running is a leak."""
+    leaks = _tracker.leaks()
+    if leaks:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "processes outlived the tests (killed now):\n  " + "\n  ".join(leaks)
+        if reporter is not None:
+            reporter.write_sep("=", "process leaks", red=True)
+            reporter.write_line(message)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -19,11 +19,13 @@ from typing import Any
 import httpx
 
 from tests.fileserver import running_as_root
+from tests.glewlwyd import Glewlwyd
 from tests.hub import free_port
 from tests.oidc import USERS, OidcProvider
 from tests.tools import VENV_BIN, stop_process, wait_http
 
 CLIENT_ID, CLIENT_SECRET = "kubepie", "kubepie-secret"
+ACCESS_LOGGER = "services.kubepie.gateway.app.access"
 GROUP_GIDS = {"xray": 5000}
 
 
@@ -54,7 +56,7 @@ def make_homes(root: Path) -> Path:
 
 @dataclass
 class Gateway:
-    provider: OidcProvider
+    provider: OidcProvider | Glewlwyd
     root: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
@@ -101,10 +103,14 @@ class Gateway:
         for line in self.log().splitlines():
             if line.startswith("{"):
                 record = json.loads(line)
-                if record.get("logger") == "kubepie.gateway.access" or \
-                        record.get("name") == "kubepie.gateway.access":
+                if record.get("logger") == ACCESS_LOGGER:
                     records.append(record)
         return records
+
+
+def access_token(provider: OidcProvider, user: str) -> str:
+    """The provider's (opaque) access token for ``user``: checked at userinfo."""
+    return str(tokens_for(provider, user)["access_token"])
 
 
 def tokens_for(provider: OidcProvider, user: str, client_id: str = CLIENT_ID) -> dict[str, Any]:

@@ -1,17 +1,27 @@
 """glewlwyd 2.7 (Debian) as a real OIDC provider with JWT access tokens, short lifetimes,
-refresh-token rotation (one use each) and introspection, set up from scratch by script."""
+refresh-token rotation (one use each) and introspection, set up from scratch by script.
+
+With ``signing="rsa"`` its tokens are RS256 JWTs verifiable from its JWKS (RFC 9068 access
+tokens: header ``typ: at+jwt``), and the users carry POSIX claims (``uidNumber``,
+``gidNumber``, ``groups``) in id tokens, userinfo and access tokens — the groups joined into
+one comma-separated string, as glewlwyd does with multi-valued properties. RFC 8707 resource
+indicators are allowed for the URLs in ``resources``.
+"""
 
 from __future__ import annotations
 
 import gzip
+import json
 import sqlite3
 import subprocess
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.hub import free_port
 from tests.tools import require_tool, wait_http
@@ -19,7 +29,16 @@ from tests.tools import require_tool, wait_http
 SCHEMA = Path("/usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz")
 CLIENT_ID, CLIENT_SECRET = "jupyterhub", "glewlwyd-client-secret"
 REDIRECT = "http://127.0.0.1:9/cb"
-USERS = {"alice": "alice-password", "bob": "bob-password"}
+USERS = {"alice": "alice-password", "bob": "bob-password", "carol": "carol-password",
+         "mallory": "mallory-password"}
+# POSIX identities of the users (user properties → claims), as LDAP would give them; carol
+# has none, mallory claims root.
+POSIX: dict[str, dict[str, Any]] = {
+    "alice": {"uidNumber": "1001", "gidNumber": "1001", "groups": ["xray", "bio"]},
+    "bob": {"uidNumber": "1002", "gidNumber": "1002", "groups": ["xray"]},
+    "carol": {},
+    "mallory": {"uidNumber": "0", "gidNumber": "0", "groups": ["xray"]}}
+POSIX_CLAIMS = (("uidNumber", "number"), ("gidNumber", "number"), ("groups", "string"))
 
 CONFIG = """port={port}
 bind_address="127.0.0.1"
@@ -56,6 +75,9 @@ database = {{
 class Glewlwyd:
     state_dir: Path
     access_token_lifetime: int = 10
+    signing: Literal["sha", "rsa"] = "sha"
+    resources: tuple[str, ...] = ()          # RFC 8707 resource indicators allowed
+    clients: tuple[str, ...] = ()            # more confidential clients (secret: <id>-secret)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -78,6 +100,7 @@ class Glewlwyd:
         if not db.exists():
             with sqlite3.connect(db) as connection:
                 connection.executescript(gzip.decompress(SCHEMA.read_bytes()).decode())
+                _allow_posix_properties(connection)
         conf = self.state_dir / "glewlwyd.conf"
         conf.write_text(CONFIG.format(port=self.port, db=db))
         self._launch(binary, conf)
@@ -91,13 +114,16 @@ class Glewlwyd:
         for user, password in USERS.items():
             assert admin.post("/user/", json={"username": user, "password": password,
                                               "name": user, "enabled": True,
-                                              "scope": ["openid"]}).status_code == 200
-        assert admin.post("/client/", json={
-            "client_id": CLIENT_ID, "name": CLIENT_ID, "enabled": True, "confidential": True,
-            "client_secret": CLIENT_SECRET, "redirect_uri": [REDIRECT],
-            "authorization_type": ["code", "refresh_token"], "scope": ["openid"],
-            "token_endpoint_auth_method": ["client_secret_basic", "client_secret_post"],
-        }).status_code == 200
+                                              "scope": ["openid"], **POSIX[user]}
+                              ).status_code == 200
+        for client_id in (CLIENT_ID, *self.clients):
+            secret = CLIENT_SECRET if client_id == CLIENT_ID else f"{client_id}-secret"
+            assert admin.post("/client/", json={
+                "client_id": client_id, "name": client_id, "enabled": True,
+                "confidential": True, "client_secret": secret, "redirect_uri": [REDIRECT],
+                "authorization_type": ["code", "refresh_token"], "scope": ["openid"],
+                "token_endpoint_auth_method": ["client_secret_basic", "client_secret_post"],
+            }).status_code == 200
         admin.close()
         # The plugin reads its parameters when it starts: restart once configured.
         self.stop()
@@ -111,8 +137,8 @@ class Glewlwyd:
 
     def _plugin_parameters(self) -> dict[str, Any]:
         return {
-            "iss": self.issuer, "jwt-type": "sha", "jwt-key-size": "256",
-            "key": "a-test-only-signing-secret-of-32b", "access-token-duration":
+            "iss": self.issuer, "jwt-key-size": "256", **self._signing_key(),
+            "access-token-duration":
             self.access_token_lifetime, "refresh-token-duration": 3600, "code-duration": 600,
             "refresh-token-rolling": True, "refresh-token-one-use": "always",
             "client-refresh-token-one-use-parameter": "refresh-token-one-use",
@@ -120,8 +146,8 @@ class Glewlwyd:
             "auth-type-token-enabled": False, "auth-type-id-token-enabled": True,
             "auth-type-none-enabled": False, "auth-type-password-enabled": False,
             "auth-type-client-enabled": False, "auth-type-device-enabled": False,
-            "auth-type-refresh-enabled": True, "scope": [], "additional-parameters": [],
-            "claims": [], "allowed-scope": ["openid"], "secret-type": "public",
+            "auth-type-refresh-enabled": True, "scope": [],
+            "allowed-scope": ["openid"], "secret-type": "public",
             "address-claim": {"type": "no", "formatted": "", "street_address": "",
                               "locality": "", "region": "", "postal_code": "", "country": "",
                               "mandatory": False},
@@ -130,7 +156,31 @@ class Glewlwyd:
             "introspection-revocation-allow-target-client": True, "jwks-show": True,
             "oauth-as-iss-id": False, "request-parameter-allow": False,
             "pkce-allowed": True,  # OAuthenticator sends a PKCE challenge
+            # The users' POSIX identity in id tokens and userinfo, and in access tokens
+            # (where glewlwyd joins a list into "a,b").
+            "claims": [{"name": name, "user-property": name, "type": kind,
+                        "mandatory": True, "on-demand": False, "scope": []}
+                       for name, kind in POSIX_CLAIMS],
+            "additional-parameters": [
+                {"user-parameter": "username", "token-parameter": "preferred_username"},
+                *({"user-parameter": name, "token-parameter": name}
+                  for name, _ in POSIX_CLAIMS)],
+            "resource-allowed": bool(self.resources),
+            "resource-scope": {"openid": list(self.resources)},
+            "resource-change-allowed": bool(self.resources),
         }
+
+    def _signing_key(self) -> dict[str, Any]:
+        if self.signing == "sha":
+            return {"jwt-type": "sha", "key": "a-test-only-signing-secret-of-32b"}
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.TraditionalOpenSSL,
+                                    serialization.NoEncryption()).decode()
+        public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo
+                                               ).decode()
+        return {"jwt-type": "rsa", "key": private, "cert": public}
 
     def allow_redirect(self, uri: str) -> None:
         """Register another redirect URI for the client (e.g. a hub's oauth_callback)."""
@@ -146,28 +196,56 @@ class Glewlwyd:
             self.process.terminate()
             self.process.wait(10)
 
-    def sign_in(self, browser: httpx.Client, user: str) -> None:
+    def sign_in(self, browser: httpx.Client, user: str, client_id: str = CLIENT_ID) -> None:
         """What glewlwyd's login page does: authenticate, grant the client the scope."""
         assert browser.post(f"{self.base}/auth/", json={
             "username": user, "password": USERS[user]}).status_code == 200
-        assert browser.put(f"{self.base}/auth/grant/{CLIENT_ID}",
+        assert browser.put(f"{self.base}/auth/grant/{client_id}",
                            json={"scope": "openid"}).status_code == 200
 
-    def tokens_for(self, user: str) -> dict[str, Any]:
-        """A code flow done directly: the token response OAuthenticator would store."""
+    def tokens_for(self, user: str, *, client_id: str = CLIENT_ID,
+                   resource: str | None = None) -> dict[str, Any]:
+        """A code flow done directly: the token response OAuthenticator would store; with
+        ``resource`` (RFC 8707) the access token's ``aud`` is that URL."""
+        secret = CLIENT_SECRET if client_id == CLIENT_ID else f"{client_id}-secret"
+        extra = {"resource": resource} if resource else {}
         with httpx.Client(timeout=10) as browser:
-            self.sign_in(browser, user)
+            self.sign_in(browser, user, client_id)
             consent = browser.get(f"{self.issuer}/auth", follow_redirects=False, params={
-                "response_type": "code", "client_id": CLIENT_ID, "redirect_uri": REDIRECT,
-                "scope": "openid", "nonce": "n", "state": "s", "g_continue": ""})
-            code = urllib.parse.parse_qs(urllib.parse.urlparse(
-                consent.headers["location"]).query)["code"][0]
-        return dict(httpx.post(f"{self.issuer}/token", auth=(CLIENT_ID, CLIENT_SECRET),
-                               data={"grant_type": "authorization_code", "code": code,
-                                     "redirect_uri": REDIRECT}, timeout=10).json())
+                "response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT,
+                "scope": "openid", "nonce": "n", "state": "s", "g_continue": "", **extra})
+            location = consent.headers.get("location", "")
+            query = urllib.parse.parse_qs(urllib.parse.urlparse(location).query)
+            assert "code" in query, f"no code: {consent.status_code} {location}"
+        answer = httpx.post(f"{self.issuer}/token", auth=(client_id, secret), timeout=10,
+                            data={"grant_type": "authorization_code", "code": query["code"][0],
+                                  "redirect_uri": REDIRECT, **extra})
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    def refresh(self, refresh_token: str, *, client_id: str = CLIENT_ID,
+                **extra: str) -> httpx.Response:
+        """The refresh grant as any client sends it (``resource=…``, ``scope=…``)."""
+        secret = CLIENT_SECRET if client_id == CLIENT_ID else f"{client_id}-secret"
+        return httpx.post(f"{self.issuer}/token", auth=(client_id, secret), timeout=10,
+                          data={"grant_type": "refresh_token", "refresh_token": refresh_token,
+                                **extra})
 
     def active(self, access_token: str) -> bool:
         """RFC 7662 introspection at the provider: is this access token valid now?"""
         answer = httpx.post(f"{self.issuer}/introspect", data={"token": access_token},
                             auth=(CLIENT_ID, CLIENT_SECRET), timeout=10)
         return bool(answer.json().get("active"))
+
+
+def _allow_posix_properties(db: sqlite3.Connection) -> None:
+    """Let the database user backend keep uidNumber, gidNumber and groups (a list)."""
+    row = db.execute("SELECT gumi_parameters FROM g_user_module_instance "
+                     "WHERE gumi_name = 'database'").fetchone()
+    parameters = json.loads(row[0])
+    for name, _ in POSIX_CLAIMS:
+        parameters["data-format"][name] = {"multiple": name == "groups", "read": True,
+                                           "write": True, "profile-read": True,
+                                           "profile-write": False}
+    db.execute("UPDATE g_user_module_instance SET gumi_parameters = ? WHERE gumi_name = "
+               "'database'", (json.dumps(parameters),))

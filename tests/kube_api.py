@@ -47,6 +47,7 @@ class KubeApi:
     webhook_url: str | None = None           # mutating admission webhook for pods
     webhook_ca: str | None = None            # its CA bundle (PEM file)
     on_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # "the kubelet"
+    on_deleted: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # stops containers
     _changed: asyncio.Condition | None = None
     _runner: web.AppRunner | None = None
     url: str = ""
@@ -233,6 +234,8 @@ class KubeApi:
             return web.json_response(pod)
         if request.method == "DELETE":
             await self._record("DELETED", pod)
+            if self.on_deleted is not None:
+                await self.on_deleted(copy.deepcopy(pod))
             return web.json_response(pod)
         if request.method == "PATCH":
             assert request.content_type in ("application/merge-patch+json",

@@ -26,6 +26,7 @@ class Kubelet:
 
     async def run_pod(self, pod: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod["spec"]
+        await self.stop_pod(pod)  # a pod of the same name before it: gone by now
         container = spec["containers"][0]
         env = {e["name"]: e["value"] for e in container.get("env", [])}
         mounts = []
@@ -58,6 +59,18 @@ class Kubelet:
         await self.api.set_status(meta["namespace"], meta["name"], {
             "phase": "Running", "podIP": ip, "conditions": [
                 {"type": "Ready", "status": "True"}]})
+
+    async def stop_pod(self, pod: dict[str, Any]) -> None:
+        """The pod was deleted: its container gets SIGTERM, then SIGKILL after the grace."""
+        process = self.processes.pop(pod["metadata"]["name"], None)
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
     async def crash(self, namespace: str, name: str) -> None:
         """The container dies: the process is killed and the pod reported Failed."""

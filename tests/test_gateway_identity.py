@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from joserfc.jwk import ECKey
 
+from services.identity.claims import ClaimMapping, Identity, IdentityRefused
 from services.kubepie.gateway.accesskeys import AccessKeys, CredentialsRejected, SqliteKeyStore
-from services.kubepie.gateway.identity import ClaimMapping, Identity, IdentityRefused
 from services.kubepie.gateway.login import safe_next
 from services.kubepie.gateway.mounts import MountTemplates
 from services.kubepie.pod_identity import generate_key, sign, verify
@@ -40,21 +40,35 @@ def test_claims_map_to_ids_and_mapped_groups_only() -> None:
     ({"uidNumber": True}, "not a number"),
     ({"uidNumber": 1001.5}, "not a number"),
     ({"gidNumber": "12a"}, "not a number"),
-    ({"groups": "xray,bio"}, None),
-    ({"groups": [1, 2]}, "not a list of names"),
+    ({"groups": [1, 2]}, "neither a list of names"),
+    ({"groups": {"xray": True}}, "neither a list of names"),
 ])
-def test_doubtful_claims_are_refused(change: dict[str, Any], reason: str | None) -> None:
+def test_doubtful_claims_are_refused(change: dict[str, Any], reason: str) -> None:
     claims = {k: v for k, v in {**ALICE, **change}.items() if v is not None}
-    if reason is None:  # a string is one group name, not a list: no group matches
-        assert MAPPING.identity(claims).gids == ()
-        return
     with pytest.raises(IdentityRefused, match=reason):
         MAPPING.identity(claims)
+
+
+@pytest.mark.parametrize("groups", [
+    ["xray", "bio"], "xray,bio", "xray, bio", "xray bio", " /xray\t/bio ", "bio,xray,other",
+])
+def test_groups_as_a_list_or_one_separated_string(groups: Any) -> None:
+    """glewlwyd (and LDAP-backed providers) join multi-valued claims into one string."""
+    identity = MAPPING.identity({**ALICE, "groups": groups})
+    assert (identity.groups, identity.gids) == (("bio", "xray"), (5000, 5001))
+
+
+def test_no_groups_claim_or_an_empty_one_gives_no_groups() -> None:
+    for claims in ({k: v for k, v in ALICE.items() if k != "groups"}, {**ALICE, "groups": ""},
+                   {**ALICE, "groups": None}, {**ALICE, "groups": []}):
+        assert MAPPING.identity(claims).gids == ()
 
 
 def test_a_group_mapped_to_gid_0_is_refused() -> None:
     with pytest.raises(IdentityRefused, match="root"):
         ClaimMapping(group_gids={"wheel": 0}).identity({**ALICE, "groups": ["wheel"]})
+    with pytest.raises(IdentityRefused, match="root"):  # as a string too
+        ClaimMapping(group_gids={"wheel": 0}).identity({**ALICE, "groups": "users,wheel"})
 
 
 def test_mount_templates_fill_in_the_identity() -> None:

@@ -23,12 +23,12 @@ import pytest
 import yaml
 from joserfc.jwk import ECKey
 
+from services.identity.claims import Identity
 from services.kubepie.gateway.accesskeys import AccessKeys
 from services.kubepie.gateway.backends.kube_keys import SecretKeyStore
-from services.kubepie.gateway.identity import Identity
 from services.kubepie.pod_identity import ANNOTATION, generate_key, sign
 from services.kubepie.webhook.admission import review
-from tests.gateway import Gateway, make_homes, remove, temp_root, tokens_for
+from tests.gateway import Gateway, access_token, make_homes, remove, temp_root
 from tests.hub import free_port
 from tests.kube_api import KubeApi
 from tests.kubelet import Kubelet
@@ -57,7 +57,7 @@ class Cluster:
     webhook: subprocess.Popen[bytes]
 
     async def get(self, user: str, path: str) -> httpx.Response:
-        token = await asyncio.to_thread(lambda: tokens_for(self.provider, user)["id_token"])
+        token = await asyncio.to_thread(access_token, self.provider, user)
         async with httpx.AsyncClient(timeout=60) as client:
             return await client.get(f"{self.gateway.url}{path}",
                                     headers={"Authorization": f"Bearer {token}"})
@@ -100,6 +100,7 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
                      "uid": "6f1d0c5e-0000-4000-8000-000000000001"}}
     kubelet = Kubelet(api, {"homes": root / "home", "data": root / "data"})
     api.on_created = kubelet.run_pod
+    api.on_deleted = kubelet.stop_pod
     (root / "kubeconfig").write_text(yaml.safe_dump(api.kubeconfig()))
     (root / "storage.yaml").write_text(yaml.safe_dump(STORAGE))
     provider = OidcProvider(root / "provider.log", token_max_age=120)
@@ -110,7 +111,7 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
         "KUBEPIE_POD_STORAGE_FILE": str(root / "storage.yaml"),
         "KUBEPIE_IDENTITY_KEY_FILE": str(root / "identity.pem"),
         "KUBEPIE_POD_PORT": str(free_port()), "KUBEPIE_OWNER_DEPLOYMENT": "kubepie-gateway",
-        "KUBEPIE_IDLE_TIMEOUT": idle})
+        "KUBEPIE_IDLE_TIMEOUT": idle, "KUBEPIE_OPAQUE_TOKENS": "userinfo"})
     cluster = Cluster(api, kubelet, gateway, provider, (root / "identity.pem", ca), webhook)
     try:
         await _wait_https(f"https://127.0.0.1:{webhook_port}/healthz", ca, webhook)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.gateway import Gateway, remove, temp_root, tokens_for
+from tests.gateway import Gateway, access_token, remove, temp_root
 from tests.oidc import OidcProvider
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,8 @@ def served() -> Iterator[Gateway]:
     provider = OidcProvider(root / "provider.log", token_max_age=600, users=USERS)
     provider.start()
     gateway = Gateway(provider, root, {"KUBEPIE_MOUNTS": f"home={root}/home/{{username}}",
-                                       "KUBEPIE_LOG_LEVEL": "warning"})
+                                       "KUBEPIE_LOG_LEVEL": "warning",
+                                       "KUBEPIE_OPAQUE_TOKENS": "userinfo"})
     try:
         yield gateway.start()
     finally:
@@ -69,7 +70,7 @@ async def _client(url: str, user: str, token: str, number: int, until: float,
 
 async def test_fifty_clients_of_ten_users_for_thirty_seconds(served: Gateway) -> None:
     tokens = {str(u["sub"]): await asyncio.to_thread(
-        lambda u=u: tokens_for(served.provider, str(u["sub"]))["id_token"]) for u in USERS}
+        lambda u=u: access_token(served.provider, str(u["sub"]))) for u in USERS}
     outcomes: Counter[str] = Counter()
     until = time.monotonic() + DURATION
     await asyncio.gather(*(

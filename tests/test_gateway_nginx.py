@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.gateway import Gateway, make_homes, remove, temp_root, tokens_for
+from tests.gateway import Gateway, access_token, make_homes, remove, temp_root
 from tests.nginx_front import NginxFront
 from tests.oidc import OidcProvider
 
@@ -21,7 +21,7 @@ def front() -> Iterator[tuple[NginxFront, Gateway]]:
     root = make_homes(temp_root())
     provider = OidcProvider(root / "provider.log", token_max_age=300)
     provider.start()
-    gateway = Gateway(provider, root)
+    gateway = Gateway(provider, root, {"KUBEPIE_OPAQUE_TOKENS": "userinfo"})
     nginx = NginxFront(root, gateway.port)
     try:
         gateway.start()
@@ -35,7 +35,8 @@ def front() -> Iterator[tuple[NginxFront, Gateway]]:
 
 
 def bearer(gateway: Gateway, user: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tokens_for(gateway.provider, user)['id_token']}"}
+    assert isinstance(gateway.provider, OidcProvider)
+    return {"Authorization": f"Bearer {access_token(gateway.provider, user)}"}
 
 
 def test_requests_reach_the_users_server_through_nginx(

@@ -1,7 +1,10 @@
-"""The gateway with the real local OIDC provider and real file server processes.
+"""The gateway with real OIDC providers and real file server processes.
 
-As root (CI) each user's file server runs with that user's uid, so "bob never reaches alice's
-files" is decided by the kernel, not by the test's good will.
+Bearer JWTs come from glewlwyd (RS256, RFC 9068 access tokens whose ``aud`` is the gateway's
+URL, asked for with an RFC 8707 resource indicator); opaque access tokens from
+oidc-provider-mock, checked at its userinfo endpoint. As root (CI) each user's file server runs
+with that user's uid, so "bob never reaches alice's files" is decided by the kernel, not by the
+test's good will.
 """
 
 from __future__ import annotations
@@ -22,25 +25,37 @@ import httpx
 import pytest
 from joserfc.jwk import RSAKey
 
-from tests.gateway import Gateway, b64, make_homes, remove, temp_root, tokens_for, unb64
+from tests.gateway import (
+    CLIENT_ID,
+    Gateway,
+    access_token,
+    b64,
+    make_homes,
+    remove,
+    temp_root,
+    tokens_for,
+    unb64,
+)
+from tests.glewlwyd import Glewlwyd
 from tests.oidc import USERS, OidcProvider
 from tests.tools import VENV_BIN, in_ci
 
-EXTRA_USERS = [
-    {"sub": "carol", "preferred_username": "carol"},  # no uidNumber/gidNumber
-    {"sub": "mallory", "preferred_username": "mallory", "uidNumber": 0, "gidNumber": 0},
-]
+TOKEN_LIFETIME = 8  # seconds: short, so that expiry is tested without a long wait
+Served = tuple[Gateway, Glewlwyd]
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[Gateway, OidcProvider]]:
+def served() -> Iterator[Served]:
     root = make_homes(temp_root())
-    provider = OidcProvider(root / "provider.log", token_max_age=5,
-                            users=[*USERS, *EXTRA_USERS])
-    provider.start()
-    gateway = Gateway(provider, root, {"KUBEPIE_OPAQUE_TOKENS": "userinfo",
-                                       "KUBEPIE_TOKEN_CACHE": "1s"})
+    gateway = Gateway(None, root, {"KUBEPIE_LEEWAY": "1s"})  # type: ignore[arg-type]
+    # The gateway accepts its own URL (the default) and, to prove that the audience is not
+    # what keeps id tokens out, the client ids too: their id tokens carry those.
+    gateway.extra_env["KUBEPIE_AUDIENCES"] = f"{gateway.url},{CLIENT_ID},jupyterhub"
+    provider = Glewlwyd(root / "glewlwyd", access_token_lifetime=TOKEN_LIFETIME,
+                        signing="rsa", resources=(gateway.url,), clients=(CLIENT_ID,))
+    gateway.provider = provider
     try:
+        provider.start()
         gateway.start()
         yield gateway, provider
     finally:
@@ -53,13 +68,19 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def id_token(provider: OidcProvider, user: str, client_id: str = "kubepie") -> str:
-    return str(tokens_for(provider, user, client_id)["id_token"])
-
-
-def test_alice_reaches_her_files_with_a_jwt(served: tuple[Gateway, OidcProvider]) -> None:
+def tokens(served: Served, user: str, client_id: str = CLIENT_ID) -> dict[str, str]:
+    """glewlwyd's token response; its access token is for the gateway (aud = its URL)."""
     gateway, provider = served
-    headers = bearer(id_token(provider, "alice"))
+    return provider.tokens_for(user, client_id=client_id, resource=gateway.url)
+
+
+def jwt_for(served: Served, user: str) -> str:
+    return str(tokens(served, user)["access_token"])
+
+
+def test_alice_reaches_her_files_with_a_jwt(served: Served) -> None:
+    gateway, _ = served
+    headers = bearer(jwt_for(served, "alice"))
     assert httpx.get(f"{gateway.url}/home/secret.txt", headers=headers).text == \
         "alice's secret\n"
     put = httpx.put(f"{gateway.url}/home/notes.txt", headers=headers, content=b"hello")
@@ -72,26 +93,51 @@ def test_alice_reaches_her_files_with_a_jwt(served: tuple[Gateway, OidcProvider]
         assert (gateway.root / "home/alice/notes.txt").stat().st_uid == 1001
 
 
-def test_destinations_are_rewritten_or_refused(served: tuple[Gateway, OidcProvider]) -> None:
-    gateway, provider = served
-    headers = bearer(id_token(provider, "alice"))
+def test_glewlwyds_joined_groups_string_maps_to_every_group(served: Served) -> None:
+    """glewlwyd sends groups as "xray,bio": alice's server gets both gids (5000 mapped)."""
+    gateway, _ = served
+    token = jwt_for(served, "alice")
+    claims = json.loads(unb64(token.split(".")[1]))
+    assert claims["groups"] == "xray,bio"  # the real provider's shape
+    assert httpx.get(f"{gateway.url}/home/", headers=bearer(token)).status_code == 200
+    if os.geteuid() == 0:
+        status = _server_status(gateway, "alice")
+        assert re.search(r"^Groups:\s+5000\s*$", status, re.M), status
+
+
+def test_id_tokens_never_open_files(served: Served) -> None:
+    """Signed by the provider, for an accepted audience, fresh: still not an access token."""
+    gateway, _ = served
+    for client_id in (CLIENT_ID, "jupyterhub"):
+        answer = tokens(served, "alice", client_id)
+        id_token = answer["id_token"]
+        assert json.loads(unb64(id_token.split(".")[1]))["aud"] == client_id
+        response = httpx.get(f"{gateway.url}/home/secret.txt", headers=bearer(id_token))
+        assert response.status_code == 401, client_id
+        assert "not an access token" in " ".join(response.headers.get_list("WWW-Authenticate"))
+        assert "alice's secret" not in response.text
+        # The access token of the same answer works: only the kind of token differed.
+        assert httpx.get(f"{gateway.url}/home/secret.txt",
+                         headers=bearer(answer["access_token"])).status_code == 200
+
+
+def test_destinations_are_rewritten_or_refused(served: Served) -> None:
+    gateway, _ = served
+    headers = bearer(jwt_for(served, "alice"))
     httpx.put(f"{gateway.url}/home/dest.txt", headers=headers, content=b"d")
     copied = httpx.request("COPY", f"{gateway.url}/home/dest.txt", headers={
         **headers, "Destination": f"{gateway.url}/home/dest-copy.txt"})
     assert copied.status_code == 201
     assert (gateway.root / "home/alice/dest-copy.txt").read_bytes() == b"d"
-    for destination, status in (("https://elsewhere.example/home/x.txt", 502),
-                                ("not a url", 400)):
-        answer = httpx.request("MOVE", f"{gateway.url}/home/dest.txt", headers={
-            **headers, "Destination": destination})
-        assert answer.status_code == status, destination
-    assert (gateway.root / "home/alice/dest.txt").exists()
+    foreign = httpx.request("COPY", f"{gateway.url}/home/dest.txt", headers={
+        **headers, "Destination": "http://elsewhere.example/home/x.txt"})
+    assert foreign.status_code == 502
+    assert not (gateway.root / "home/alice/x.txt").exists()
 
 
-def test_bodies_stream_through_without_piling_up(served: tuple[Gateway, OidcProvider]) -> None:
+def test_bodies_stream_through_without_piling_up(served: Served) -> None:
     """200 MiB up (chunked) and down; the gateway's peak memory stays far below that."""
-    gateway, provider = served
-    headers = bearer(id_token(provider, "alice"))
+    gateway, _ = served
     block = os.urandom(1 << 20)
     digest = hashlib.sha256(block * 200).hexdigest()
 
@@ -99,12 +145,12 @@ def test_bodies_stream_through_without_piling_up(served: tuple[Gateway, OidcProv
         for _ in range(200):
             yield block
 
-    put = httpx.put(f"{gateway.url}/home/big.bin", headers=headers, content=chunks(),
-                    timeout=120)
+    put = httpx.put(f"{gateway.url}/home/big.bin", headers=bearer(jwt_for(served, "alice")),
+                    content=chunks(), timeout=120)
     assert put.status_code == 201
     received = hashlib.sha256()
-    with httpx.stream("GET", f"{gateway.url}/home/big.bin", headers=headers,
-                      timeout=120) as response:
+    with httpx.stream("GET", f"{gateway.url}/home/big.bin", timeout=120,
+                      headers=bearer(jwt_for(served, "alice"))) as response:
         assert response.headers["Content-Length"] == str(200 << 20)
         for chunk in response.iter_bytes():
             received.update(chunk)
@@ -115,24 +161,25 @@ def test_bodies_stream_through_without_piling_up(served: tuple[Gateway, OidcProv
     assert peak_kib < 160 * 1024, f"gateway peak RSS {peak_kib // 1024} MiB"
 
 
-def test_rejected_tokens_get_401(served: tuple[Gateway, OidcProvider]) -> None:
+def test_rejected_tokens_get_401(served: Served) -> None:
     gateway, provider = served
-    good = id_token(provider, "alice")
+    good = jwt_for(served, "alice")
     header, payload, signature = good.split(".")
     claims = json.loads(unb64(payload))
     jwks = httpx.get(f"{provider.issuer}/jwks").json()
     public_pem = RSAKey.import_key(jwks["keys"][0]).as_pem(private=False)
-    hs_header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    hs_header = b64(json.dumps({"alg": "HS256", "typ": "at+jwt"}).encode())
     hs_signature = hmac.new(public_pem, f"{hs_header}.{payload}".encode(),
                             hashlib.sha256).digest()
     forged = {
-        "wrong audience": id_token(provider, "alice", client_id="another-client"),
+        # no resource indicator: glewlwyd's aud is then the scope list ("openid")
+        "wrong audience": provider.tokens_for("alice", client_id=CLIENT_ID)["access_token"],
         "alg none": f"{b64(json.dumps({'alg': 'none'}).encode())}.{payload}.",
         "HS256 with the public key": f"{hs_header}.{payload}.{b64(hs_signature)}",
-        "tampered": f"{header}.{b64(json.dumps({**claims, 'uidNumber': 1002}).encode())}."
+        "tampered": f"{header}.{b64(json.dumps({**claims, 'uidNumber': '1002'}).encode())}."
                     f"{signature}",
         "signature of another token": f"{header}.{payload}."
-                                      f"{id_token(provider, 'bob').split('.')[2]}",
+                                      f"{jwt_for(served, 'bob').split('.')[2]}",
         "not a token": "Zm9vYmFy",
     }
     for name, token in forged.items():
@@ -143,27 +190,28 @@ def test_rejected_tokens_get_401(served: tuple[Gateway, OidcProvider]) -> None:
                    for v in response.headers.get_list("WWW-Authenticate")), name
 
 
-def test_tokens_of_another_issuer_get_401(served: tuple[Gateway, OidcProvider],
-                                          tmp_path: Path) -> None:
+def test_tokens_of_another_issuer_get_401(served: Served, tmp_path: Path) -> None:
     gateway, _ = served
-    other = OidcProvider(tmp_path / "other.log", users=list(USERS))
+    other = Glewlwyd(tmp_path / "other", access_token_lifetime=60, signing="rsa",
+                     resources=(gateway.url,), clients=(CLIENT_ID,))
     other.start()
     try:
-        token = id_token(other, "alice")
+        token = other.tokens_for("alice", client_id=CLIENT_ID, resource=gateway.url)
     finally:
         other.stop()
-    response = httpx.get(f"{gateway.url}/home/secret.txt", headers=bearer(token))
+    response = httpx.get(f"{gateway.url}/home/secret.txt",
+                         headers=bearer(token["access_token"]))
     assert response.status_code == 401
 
 
-def test_expired_tokens_get_401(served: tuple[Gateway, OidcProvider]) -> None:
-    gateway, provider = served
-    token = id_token(provider, "alice")
+def test_expired_tokens_get_401(served: Served) -> None:
+    gateway, _ = served
+    token = jwt_for(served, "alice")
     assert httpx.get(f"{gateway.url}/home/", headers=bearer(token)).status_code == 200
-    time.sleep(5 + 1 + 1.5)  # the provider's lifetime, the gateway's leeway, a margin
+    time.sleep(TOKEN_LIFETIME + 1 + 1.5)  # the token's lifetime, the gateway's leeway, margin
     response = httpx.get(f"{gateway.url}/home/", headers=bearer(token))
-    assert response.status_code == 401 and "expired" in response.headers["WWW-Authenticate"] \
-        + "".join(response.headers.get_list("WWW-Authenticate"))
+    assert response.status_code == 401 and "expired" in \
+        "".join(response.headers.get_list("WWW-Authenticate"))
 
 
 def test_bob_never_reaches_alices_files(served: tuple[Gateway, OidcProvider]) -> None:
@@ -172,8 +220,8 @@ def test_bob_never_reaches_alices_files(served: tuple[Gateway, OidcProvider]) ->
         if in_ci():
             pytest.fail(message)
         pytest.skip(message)
-    gateway, provider = served
-    alice, bob = bearer(id_token(provider, "alice")), bearer(id_token(provider, "bob"))
+    gateway, _ = served
+    alice, bob = bearer(jwt_for(served, "alice")), bearer(jwt_for(served, "bob"))
     assert httpx.get(f"{gateway.url}/data/alice-private.txt", headers=alice).status_code == 200
     for method in ("GET", "PUT", "DELETE"):
         response = httpx.request(method, f"{gateway.url}/data/alice-private.txt",
@@ -199,22 +247,11 @@ def _server_status(gateway: Gateway, user: str) -> str:
 
 def test_unusable_identities_get_403_with_the_reason(
         served: tuple[Gateway, OidcProvider]) -> None:
-    gateway, provider = served
-    carol = httpx.get(f"{gateway.url}/home/", headers=bearer(id_token(provider, "carol")))
+    gateway, _ = served
+    carol = httpx.get(f"{gateway.url}/home/", headers=bearer(jwt_for(served, "carol")))
     assert carol.status_code == 403 and "uidNumber" in carol.text
-    mallory = httpx.get(f"{gateway.url}/home/",
-                        headers=bearer(id_token(provider, "mallory")))
+    mallory = httpx.get(f"{gateway.url}/home/", headers=bearer(jwt_for(served, "mallory")))
     assert mallory.status_code == 403 and "root" in mallory.text
-
-
-def test_opaque_access_tokens_are_checked_at_userinfo(
-        served: tuple[Gateway, OidcProvider]) -> None:
-    gateway, provider = served
-    access = tokens_for(provider, "alice")["access_token"]
-    assert "." not in access  # the provider's access tokens are opaque
-    assert httpx.get(f"{gateway.url}/home/secret.txt", headers=bearer(access)).status_code == 200
-    bad = httpx.get(f"{gateway.url}/home/secret.txt", headers=bearer(access[:-2] + "xx"))
-    assert bad.status_code == 401
 
 
 def test_no_credentials(served: tuple[Gateway, OidcProvider]) -> None:
@@ -236,8 +273,8 @@ def test_no_credentials(served: tuple[Gateway, OidcProvider]) -> None:
 def test_client_credentials_never_reach_the_file_server(
         served: tuple[Gateway, OidcProvider]) -> None:
     """The file server answers only the gateway's own token: the client's is replaced."""
-    gateway, provider = served
-    token = id_token(provider, "alice")
+    gateway, _ = served
+    token = jwt_for(served, "alice")
     httpx.get(f"{gateway.url}/home/", headers=bearer(token))
     started = [json.loads(line) for line in gateway.log().splitlines()
                if '"file server started"' in line and '"user": "alice"' in line]
@@ -252,8 +289,8 @@ def test_client_credentials_never_reach_the_file_server(
 
 def test_the_access_log_names_user_method_path_status_bytes(
         served: tuple[Gateway, OidcProvider]) -> None:
-    gateway, provider = served
-    httpx.get(f"{gateway.url}/home/secret.txt", headers=bearer(id_token(provider, "alice")))
+    gateway, _ = served
+    httpx.get(f"{gateway.url}/home/secret.txt", headers=bearer(jwt_for(served, "alice")))
     time.sleep(0.2)
     record = next(r for r in reversed(gateway.access_log())
                   if r["path"] == "/home/secret.txt" and r["user"] == "alice")
@@ -269,15 +306,26 @@ def test_metrics_count_requests(served: tuple[Gateway, OidcProvider]) -> None:
                      r"[1-9]", text), text[:2000]
 
 
-def test_crash_and_idle(tmp_path: Path) -> None:
-    """A killed file server is replaced on the next request; an idle one is stopped."""
+def test_opaque_tokens_crash_and_idle(tmp_path: Path) -> None:
+    """Opaque access tokens are checked at userinfo, and oidc-provider-mock's (JWT) id tokens
+    are refused; a killed file server is replaced on the next request; an idle one stops."""
     root = make_homes(temp_root())
-    provider = OidcProvider(root / "provider.log", token_max_age=60)
+    provider = OidcProvider(root / "provider.log", token_max_age=60, users=list(USERS))
     provider.start()
-    gateway = Gateway(provider, root, {"KUBEPIE_IDLE_TIMEOUT": "3s"})
+    gateway = Gateway(provider, root, {"KUBEPIE_IDLE_TIMEOUT": "3s",
+                                       "KUBEPIE_OPAQUE_TOKENS": "userinfo",
+                                       "KUBEPIE_AUDIENCES": CLIENT_ID})
     try:
         gateway.start()
-        headers = bearer(id_token(provider, "alice"))
+        answer = tokens_for(provider, "alice")
+        assert "." not in answer["access_token"]  # the provider's access tokens are opaque
+        refused = httpx.get(f"{gateway.url}/home/", headers=bearer(answer["id_token"]))
+        assert refused.status_code == 401  # aud kubepie is accepted here: the kind is not
+        assert "not an access token" in " ".join(refused.headers.get_list("WWW-Authenticate"))
+        bad = httpx.get(f"{gateway.url}/home/", headers=bearer(access_token(provider, "bob")
+                                                               [:-2] + "xx"))
+        assert bad.status_code == 401
+        headers = bearer(answer["access_token"])
         assert httpx.get(f"{gateway.url}/home/secret.txt", headers=headers).status_code == 200
         first = _pids(gateway)
         os.kill(first[-1], signal.SIGKILL)

@@ -78,12 +78,15 @@ class Issuer:
 
     def token(self, key: Any = None, header: dict[str, Any] | None = None,
               **claims: Any) -> str:
+        """An RFC 9068 access token unless ``header``/``claims`` say otherwise."""
         now = int(time.time())
         body = {"iss": self.url, "aud": "kubepie", "sub": "alice", "iat": now,
-                "exp": now + 300, "preferred_username": "alice", **claims}
+                "exp": now + 300, "client_id": "some-client", "scope": "openid",
+                "preferred_username": "alice", **claims}
         body = {k: v for k, v in body.items() if v is not None}
         key = key or self.keys[0]
-        return jwt.encode(header or {"alg": "RS256", "kid": key.kid}, body, key)
+        return jwt.encode(header or {"alg": "RS256", "kid": key.kid, "typ": "at+jwt"}, body,
+                          key)
 
 
 @pytest.fixture
@@ -189,6 +192,107 @@ async def test_garbage_is_not_a_jwt(verifier: JwtVerifier) -> None:
             await verifier.verify(value)
 
 
+# Tokens as real providers issue them (documented shapes, trimmed to what the check reads;
+# docs/kubepie.md lists the sources). The header's typ and the claims decide.
+ACCESS_TOKENS = {
+    "glewlwyd 2.7 access token": ({"typ": "at+jwt"}, {"client_id": "hub", "scope": "openid",
+                                                       "type": "access_token"}),
+    "Keycloak 24 access token (with nonce)": ({"typ": "JWT"}, {
+        "typ": "Bearer", "azp": "hub", "scope": "openid profile", "nonce": "n",
+        "session_state": "s"}),
+    "Keycloak 26 access token": ({"typ": "JWT"}, {"typ": "Bearer", "azp": "hub",
+                                                 "scope": "openid", "sid": "s"}),
+    "Entra ID v2 access token": ({"typ": "JWT"}, {"scp": "Files.Read", "azp": "hub",
+                                                 "ver": "2.0", "tid": "t", "oid": "o"}),
+    "Okta access token": ({"typ": "JWT"}, {"cid": "hub", "scp": ["openid"], "ver": 1}),
+    "Auth0 access token": ({"typ": "at+jwt"}, {"azp": "hub", "scope": "openid"}),
+}
+ID_TOKENS = {
+    "glewlwyd 2.7 id token": ({"typ": "JWT"}, {"azp": "hub", "nonce": "n", "at_hash": "h",
+                                               "amr": ["session"], "auth_time": 0}),
+    "Keycloak id token": ({"typ": "JWT"}, {"typ": "ID", "azp": "hub", "at_hash": "h",
+                                           "sid": "s"}),
+    "Keycloak id token without at_hash": ({"typ": "JWT"}, {"typ": "ID", "azp": "hub"}),
+    "Entra ID v2 id token (no nonce)": ({"typ": "JWT"}, {"ver": "2.0", "tid": "t",
+                                                         "oid": "o", "aio": "a"}),
+    "Google id token": ({"alg": "RS256"}, {"azp": "hub", "email": "a@b", "at_hash": "h"}),
+    "Okta id token": ({"typ": "JWT"}, {"amr": ["pwd"], "idp": "i", "ver": 1, "nonce": "n"}),
+    "oidc-provider-mock id token": ({}, {"nonce": "n", "at_hash": "h", "auth_time": 1}),
+    "Keycloak refresh token": ({"typ": "JWT"}, {"typ": "Refresh", "azp": "hub",
+                                                "scope": "openid"}),
+    "a logout token": ({"typ": "logout+jwt"}, {"events": {}, "sid": "s"}),
+    "a DPoP proof": ({"typ": "dpop+jwt"}, {"htm": "GET", "htu": "https://x", "jti": "j"}),
+}
+
+
+def _shaped(issuer: Issuer, shape: tuple[dict[str, Any], dict[str, Any]]) -> str:
+    header, extra = shape
+    claims: dict[str, Any] = {"client_id": None, "scope": None, **extra}
+    return issuer.token(header={"alg": "RS256", "kid": "k1", **header}, **claims)
+
+
+@pytest.mark.parametrize("name", sorted(ACCESS_TOKENS))
+async def test_access_tokens_of_real_providers_are_accepted(issuer: Issuer,
+                                                            verifier: JwtVerifier,
+                                                            name: str) -> None:
+    claims = await verifier.verify(_shaped(issuer, ACCESS_TOKENS[name]))
+    assert claims["sub"] == "alice"
+
+
+@pytest.mark.parametrize("name", sorted(ID_TOKENS))
+async def test_an_id_token_never_passes_as_an_access_token(issuer: Issuer,
+                                                           verifier: JwtVerifier,
+                                                           name: str) -> None:
+    """Signed by the right key, for the right audience, not expired: still refused."""
+    with pytest.raises(TokenRejected, match=r"not an access token|no sign of an access"):
+        await verifier.verify(_shaped(issuer, ID_TOKENS[name]))
+
+
+async def test_the_access_token_check_modes(issuer: Issuer) -> None:
+    keycloak_access = _shaped(issuer, ACCESS_TOKENS["Keycloak 26 access token"])
+    rfc9068 = _shaped(issuer, ACCESS_TOKENS["glewlwyd 2.7 access token"])
+    dex_style = _shaped(issuer, ({"typ": "JWT"}, {"email": "a@b"}))  # an id token in all
+    async with httpx.AsyncClient() as http:  # but name
+        def verifier(check: Any) -> JwtVerifier:
+            return JwtVerifier(ProviderMetadata(issuer.url, http), http, audiences=("kubepie",),
+                               algorithms=("RS256",), access_token_check=check)
+        strict = verifier("rfc9068")
+        assert (await strict.verify(rfc9068))["sub"] == "alice"
+        with pytest.raises(TokenRejected, match="not an RFC 9068 access token"):
+            await strict.verify(keycloak_access)
+        with pytest.raises(TokenRejected, match="no sign of an access token"):
+            await verifier("auto").verify(dex_style)
+        assert (await verifier("off").verify(dex_style))["sub"] == "alice"
+
+
+async def test_introspection_answers_about_other_token_kinds_are_refused(
+        issuer: Issuer) -> None:
+    """A provider that ignores token_type_hint describes whatever it was sent."""
+    now = int(time.time())
+    base = {"active": True, "iss": issuer.url, "aud": "kubepie", "exp": now + 60,
+            "preferred_username": "alice"}
+    issuer.opaque = {
+        "glewlwyd-refresh": {**base, "token_type": "refresh_token"},
+        "glewlwyd-id": {**base, "token_type": "id_token"},
+        "keycloak-refresh": {**base, "token_type": "Refresh", "typ": "Refresh"},
+        "keycloak-offline": {**base, "typ": "Offline"},
+        "dpop-bound": {**base, "token_type": "DPoP"},
+        "glewlwyd-access": {**base, "token_type": "bearer"},
+        "keycloak-access": {**base, "token_type": "Bearer", "typ": "Bearer"},
+        "no-type-said": dict(base),
+    }
+    async with httpx.AsyncClient() as http:
+        checker = OpaqueTokenChecker("introspection", ProviderMetadata(issuer.url, http), http,
+                                     client_id="kubepie", client_secret="s",
+                                     audiences=("kubepie",))
+        for token in ("glewlwyd-refresh", "glewlwyd-id", "keycloak-refresh",
+                      "keycloak-offline", "dpop-bound"):
+            with pytest.raises(TokenRejected, match="not an access token"):
+                await checker.check(token)
+        for token in ("glewlwyd-access", "keycloak-access", "no-type-said"):
+            assert (await checker.check(token))["preferred_username"] == "alice"
+
+
 async def test_opaque_tokens_are_refused_unless_configured(issuer: Issuer) -> None:
     async with httpx.AsyncClient() as http:
         checker = OpaqueTokenChecker("reject", ProviderMetadata(issuer.url, http), http,
@@ -232,7 +336,7 @@ async def test_opaque_tokens_by_introspection_with_a_short_cache(issuer: Issuer)
 def test_session_cookies_are_secure_with_the_host_prefix_on_https() -> None:
     from aiohttp import web as aioweb
 
-    from services.kubepie.gateway.identity import Identity
+    from services.identity.claims import Identity
     from services.kubepie.gateway.sessions import Sessions
 
     sessions = Sessions("s" * 32, secure=True, lifetime=3600)

@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 
+from services.hub.client import HubUnavailable
+from services.runtime.retry import Backoff
 from services.tokenhelper.broker import TokenBroker, TokenUnavailable
 from services.tokenhelper.provider import Provider
 from services.tokenhelper.tokens import after_refresh, from_auth_state, jwt_expiry
+from services.tokenhelper.write_back import WriteBack
 from tests.oidc import OidcProvider, auth_state_for
 
 
@@ -26,12 +29,17 @@ class AuthStateStore:
         self.reads = 0
         self.writes: list[dict[str, Any]] = []
 
-    async def get_auth_state(self, user: str) -> dict[str, Any]:
+    async def get_auth_state(self, user: str, **_: Any) -> dict[str, Any]:
         self.reads += 1
         return dict(self.state)
 
-    async def set_auth_state(self, user: str, state: dict[str, Any]) -> None:
+    async def set_auth_state(self, user: str, state: dict[str, Any], **_: Any) -> None:
+        if self.failing:
+            raise HubUnavailable("PATCH /users/alice failed after 1 tries: 503")
         self.writes.append(state)
+        self.state = dict(state)
+
+    failing = False
 
 
 def broker_for(provider: OidcProvider, store: AuthStateStore, **kwargs: Any) -> TokenBroker:
@@ -80,7 +88,7 @@ async def test_invalid_grant_rereads_auth_state_once(provider: OidcProvider) -> 
 
     # The hub refreshed meanwhile: the second read has a working refresh token.
     reads = iter([{**first, "refresh_token": "stale"}, first])
-    store.get_auth_state = lambda user: _value(next(reads))  # type: ignore[method-assign]
+    store.get_auth_state = lambda user, **_: _value(next(reads))  # type: ignore[method-assign]
     broker = broker_for(provider, store)
     token = await broker.token()
     assert provider.userinfo_status(token.value) == 200
@@ -134,9 +142,11 @@ async def test_rotated_refresh_tokens_are_written_back_to_the_hub() -> None:
     store = AuthStateStore({"access_token": "a0", "refresh_token": "r0", "id_token": "i0"})
     provider = RotatingProvider()
     now = [1_000_000.0]
+    writer = WriteBack(store, "alice")  # type: ignore[arg-type]
     broker = TokenBroker(store, "alice", provider, min_valid=60,  # type: ignore[arg-type]
-                         write_back=True, clock=lambda: now[0])
+                         write_back=writer, clock=lambda: now[0])
     assert (await broker.token()).value == "a1"
+    assert await writer.flush()
     assert [w["refresh_token"] for w in store.writes] == ["r1"]
     assert store.writes[0]["id_token"] == "i0"  # the rest of auth_state is kept
 
@@ -145,7 +155,43 @@ async def test_rotated_refresh_tokens_are_written_back_to_the_hub() -> None:
     store.state = {"access_token": "a-hub", "refresh_token": "r-hub"}
     now[0] += 290  # 10 s left: refresh due
     assert (await broker.token()).value == "a2"  # invalid_grant, re-read auth_state, retry
+    assert await writer.flush()
     assert store.writes[-1]["refresh_token"] == "r2"
+
+
+async def test_a_failed_write_back_keeps_the_newest_refresh_token() -> None:
+    """The hub refuses the PATCH for a while: the fresh access token is served, the hub's
+    stale refresh token is never replayed, and the newest one lands once the hub is back."""
+    store = AuthStateStore({"access_token": "a0", "refresh_token": "r0"})
+    provider = RotatingProvider()
+    now = [1_000_000.0]
+    writer = WriteBack(store, "alice", retry=Backoff(attempts=None, base=0.05, cap=0.1))
+    broker = TokenBroker(store, "alice", provider, min_valid=60,  # type: ignore[arg-type]
+                         write_back=writer, clock=lambda: now[0])
+    store.failing = True
+    running = asyncio.create_task(writer.run())
+    try:
+        assert (await broker.token()).value == "a1"
+        await asyncio.sleep(0.3)
+        assert writer.state.pending and writer.state.failures >= 2
+        assert "503" in writer.state.last_error
+        # Still failing at the next refresh: the hub holds r0, which we used up. Taking it
+        # as "the hub's newer tokens" would replay it (a revoked family with reuse detection).
+        now[0] += 290
+        assert (await broker.token()).value == "a2"
+        assert provider.valid == {"r2"}  # r1 was used, not r0 again
+        assert store.writes == []
+        store.failing = False
+        for _ in range(50):
+            if not writer.state.pending:
+                break
+            await asyncio.sleep(0.05)
+        assert [w["refresh_token"] for w in store.writes] == ["r2"]  # only the newest
+        assert writer.state.failures == 0 and writer.state.pending_since is None
+        now[0] += 290  # the next refresh works with what the hub now holds
+        assert (await broker.token()).value == "a3"
+    finally:
+        running.cancel()
 
 
 async def test_without_write_back_the_hub_is_never_written() -> None:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.faulty_proxy import FaultyProxy
 from tests.glewlwyd import CLIENT_ID, CLIENT_SECRET, Glewlwyd
-from tests.hub import Hub, process_env
-from tests.tools import require_tool
+from tests.hub import Hub, free_port, process_env
+from tests.tools import VENV_BIN, require_tool, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -114,3 +117,80 @@ def test_a_refresh_by_the_hub_in_between_is_survived(hub: Hub, provider: Glewlwy
         time.sleep(1)
     assert list(hub.log_records(message="the hub refreshed the tokens meanwhile; using its "
                                          "newer ones"))
+
+
+def _health(base: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{base}/healthz", timeout=10).json())
+
+
+def _wait(what: str, predicate: Callable[[], bool], base: str, provider: Glewlwyd,
+          timeout: float) -> None:
+    """Poll ``predicate``; meanwhile every served access token must be valid."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        token = httpx.get(f"{base}/token", timeout=10)
+        assert token.status_code == 200 and provider.active(token.text.strip()), token.text
+        assert time.monotonic() < deadline, f"{what} within {timeout} s: {_health(base)}"
+        time.sleep(0.5)
+
+
+def test_a_failed_write_back_never_loses_the_refresh_token(
+        hub: Hub, provider: Glewlwyd, tmp_path: Path) -> None:
+    """The hub fails the PATCH for a while (connection refused, 503, timeout, 403) while
+    glewlwyd rotates the one-use refresh token every ~8 s: access tokens stay valid, the hub
+    ends up holding the newest refresh token, and the next refresh works. At SIGTERM a
+    pending write-back gets one last try."""
+    name = log_in(hub, provider, "carol")
+    proxy = FaultyProxy(hub.api_url.removesuffix("/hub/api")).start()
+    port = free_port()
+    log = tmp_path / "helper.log"
+    env = {"PATH": os.environ["PATH"], "JUPYTERHUB_API_URL": f"{proxy.url}/hub/api",
+           "JUPYTERHUB_USER": name, "TOKENHELPER_API_TOKEN": hub.token,
+           "TOKENHELPER_OIDC_ISSUER": provider.issuer, "TOKENHELPER_CLIENT_ID": CLIENT_ID,
+           "TOKENHELPER_CLIENT_SECRET": CLIENT_SECRET, "TOKENHELPER_RUN_DIR": str(tmp_path / "r"),
+           "TOKENHELPER_WRITE_BACK": "true", "TOKENHELPER_MIN_VALID": "2s",
+           "TOKENHELPER_HUB_TIMEOUT": "2s", "TOKENHELPER_PORT": str(port)}
+    with log.open("wb") as output:
+        helper = subprocess.Popen([str(VENV_BIN / "jupyterhub-sidecars"), "tokenhelper"],
+                                  env=env, stdout=output, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/healthz", status=200, timeout=30)
+        for fault in ("refused", 503, "timeout", 403):
+            before = hub.api("GET", f"/users/{name}").json()["auth_state"]["refresh_token"]
+            proxy.set_fault(fault)
+            _wait(f"a write-back failing with {fault}",
+                  lambda: bool(_health(base)["write_back"]["pending"]), base, provider, 20)
+            assert _health(base)["ok"] is True  # liveness must not restart it now
+            metrics = httpx.get(f"{base}/metrics", timeout=10).text
+            assert "jupyterhub_sidecars_tokenhelper_write_back_pending 1.0" in metrics
+            proxy.set_fault(None)
+            _wait(f"the write-back after {fault}",
+                  lambda: not _health(base)["write_back"]["pending"], base, provider, 40)
+            stored = hub.api("GET", f"/users/{name}").json()["auth_state"]["refresh_token"]
+            assert stored != before
+            refreshes = _count(log, "access token refreshed")
+            _wait("the next refresh", lambda n=refreshes: _count(log, "access token refreshed")
+                  > n, base, provider, 20)  # type: ignore[misc]
+        assert _count(log, "could not store the rotated refresh token") >= 4
+        assert _count(log, "the hub refreshed the tokens meanwhile") == 0  # never a replay
+
+        # SIGTERM while a write-back is pending: the hub is back just in time.
+        proxy.set_fault(503)
+        _wait("a pending write-back", lambda: bool(_health(base)["write_back"]["pending"]),
+              base, provider, 20)
+        proxy.set_fault(None)
+        helper.send_signal(signal.SIGTERM)
+        assert helper.wait(20) == 0
+        assert _count(log, "rotated refresh token stored at the hub at shutdown") == 1
+        stored = hub.api("GET", f"/users/{name}").json()["auth_state"]["refresh_token"]
+        assert provider.refresh(stored).status_code == 200  # the newest, never used
+    finally:
+        helper.kill()
+        helper.wait()
+        proxy.stop()
+    assert "Traceback" not in log.read_text()
+
+
+def _count(log: Path, message: str) -> int:
+    return sum(1 for line in log.read_text().splitlines() if message in line)

@@ -10,8 +10,8 @@ import secrets
 import subprocess
 from pathlib import Path
 
+from services.identity.claims import ClaimMapping
 from services.kubepie.gateway.accesskeys import AccessKeys, SqliteKeyStore
-from services.kubepie.gateway.identity import ClaimMapping
 
 CLIENT_ID, CLIENT_SECRET = "kubepie", "demo-kubepie-secret"
 GROUP_GIDS = {"xray": 5000, "bio": 5001}

@@ -21,7 +21,7 @@ import httpx
 
 from services.runtime.retry import Backoff
 
-log = logging.getLogger("sidecars.hub")
+log = logging.getLogger(__name__)
 
 RequestObserver = Callable[[str, str], None]
 """Called with (method, outcome) for every attempt: outcome is a status code or an error name."""
@@ -184,16 +184,19 @@ class HubClient:
             404: StopOutcome.NOT_FOUND,
         }[response.status_code]
 
-    async def get_auth_state(self, user: str) -> dict[str, Any] | None:
+    async def get_auth_state(self, user: str, *,
+                             backoff: Backoff | None = None) -> dict[str, Any] | None:
         """The user's auth_state (needs ``admin:auth_state!user=<user>``); None if unset."""
-        response = await self.request("GET", f"/users/{quote(user, safe='')}")
+        response = await self.request("GET", f"/users/{quote(user, safe='')}",
+                                      backoff=backoff)
         state = response.json().get("auth_state")
         return dict(state) if isinstance(state, dict) else None
 
-    async def set_auth_state(self, user: str, auth_state: dict[str, Any]) -> None:
+    async def set_auth_state(self, user: str, auth_state: dict[str, Any], *,
+                             backoff: Backoff | None = None) -> None:
         """Replace the user's auth_state (needs ``admin:users!user=<user>``)."""
         await self.request("PATCH", f"/users/{quote(user, safe='')}",
-                           json={"auth_state": auth_state})
+                           json={"auth_state": auth_state}, backoff=backoff)
 
     async def active_servers(self, page_size: int = 200) -> AsyncIterator[ServerModel]:
         """Every running or pending server, one paginated ``GET /users?state=active`` walk."""

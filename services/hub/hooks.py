@@ -38,7 +38,7 @@ from services.runtime.durations import parse_duration, parse_duration_list
 from services.walltime.countdown import USER_OPTIONS_KEY
 from services.walltime.settings import DEFAULT_PORT
 
-log = logging.getLogger("sidecars.hooks")
+log = logging.getLogger(__name__)
 
 PLAN_ATTRIBUTE = "sidecar_plan"
 TOKEN_NOTE_PREFIX = "jupyterhub-sidecars"  # noqa: S105 - a label, not a secret

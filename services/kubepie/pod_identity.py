@@ -17,7 +17,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
-from services.kubepie.gateway.identity import Identity, IdentityRefused
+from services.identity.claims import Identity, IdentityRefused
 
 ANNOTATION = "kubepie.io/identity"
 AUDIENCE = "kubepie-admission"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-log = logging.getLogger("sidecars.metrics.gpu")
+log = logging.getLogger(__name__)
 
 MIG_ENABLED = 1
 

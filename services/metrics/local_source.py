@@ -19,7 +19,7 @@ from services.metrics.gpu import GpuReader, GpuSnapshot
 from services.metrics.model import ContainerUsage, GpuUse, NodeUsage, ServerRef, Walltime
 from services.metrics.procs import Process, descendants, environ, process_table
 
-log = logging.getLogger("sidecars.metrics.local")
+log = logging.getLogger(__name__)
 
 SERVER_COMMANDS = (b"jupyterhub-singleuser", b"jupyterhub.singleuser")
 WALLTIME_URL_ENV = "JUPYTERHUB_SIDECARS_WALLTIME_URL"

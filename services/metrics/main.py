@@ -30,7 +30,7 @@ from services.runtime.settings import (
 from services.runtime.webapp import make_app, run_service, until_stopped
 from services.walltime.metrics import PREFIX
 
-log = logging.getLogger("sidecars.metrics")
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from services.metrics.podmap import runtime_container_id
 
-log = logging.getLogger("sidecars.metrics.pods")
+log = logging.getLogger(__name__)
 
 USER_KEY = "hub.jupyter.org/username"
 SERVER_KEY = "hub.jupyter.org/servername"

@@ -31,9 +31,12 @@ class StatusHandler(APIHandler):
 
 
 class _Cache:
+    """A plain module extension gets no stop hook from jupyter_server, so it keeps nothing
+    open between readings: each reading (at most one per ``CACHE_SECONDS``) opens and closes
+    its own HTTP client."""
+
     def __init__(self, reader: StatusReader) -> None:
         self.reader = reader
-        self._client = httpx.AsyncClient()
         self._value: dict[str, Any] | None = None
         self._at = 0.0
         self._lock = asyncio.Lock()
@@ -42,7 +45,8 @@ class _Cache:
         async with self._lock:
             if self._value is None or time.monotonic() - self._at > CACHE_SECONDS:
                 usage = await asyncio.to_thread(self.reader.read_usage)
-                usage["walltime"] = await self.reader.read_walltime(self._client)
+                async with httpx.AsyncClient() as client:
+                    usage["walltime"] = await self.reader.read_walltime(client)
                 self._value, self._at = usage, time.monotonic()
             return self._value
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from services.runtime.retry import Backoff
 
-log = logging.getLogger("sidecars.runtime.kube_watch")
+log = logging.getLogger(__name__)
 
 
 class PodIndex(Protocol):
@@ -68,13 +68,18 @@ class PodWatcher:
             except ApiException as error:
                 if error.status != 410:
                     failures += 1
-                    log.warning("pod watch failed: %s %s", error.status, error.reason)
-                    await asyncio.sleep(backoff.delay(failures))
+                    delay = backoff.delay(failures)
+                    log.warning("pod watch failed: %s %s; listing again in %.1f s",
+                                error.status, error.reason, delay)
+                    await asyncio.sleep(delay)
                 # 410 Gone: our resourceVersion is too old; relist at once
-            except Exception as error:
+            except Exception:
+                # Not the API's answer (a bug, a broken stream, a bad object): say where,
+                # and back off so it cannot spin.
                 failures += 1
-                log.warning("pod watch failed: %s", error)
-                await asyncio.sleep(backoff.delay(failures))
+                delay = backoff.delay(failures)
+                log.exception("pod watch failed unexpectedly; listing again in %.1f s", delay)
+                await asyncio.sleep(delay)
 
     async def _list(self) -> str:
         function, *args = self._list_call()

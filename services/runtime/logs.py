@@ -9,6 +9,8 @@ from pythonjsonlogger.json import JsonFormatter
 
 
 def configure_logging(service: str, level: str = "INFO") -> logging.Logger:
+    """JSON lines on stdout; every logger of ours is ``services.<module>`` (``__name__``), and
+    ``service`` names the process in each line."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         JsonFormatter(
@@ -24,4 +26,4 @@ def configure_logging(service: str, level: str = "INFO") -> logging.Logger:
     # httpx logs every request at INFO, with URLs; our own client logs what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    return logging.getLogger(f"sidecars.{service}")
+    return logging.getLogger(f"services.{service.replace('-', '_')}")

@@ -18,21 +18,24 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-log = logging.getLogger("sidecars.runtime")
+log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], bool]
 
 
 def make_app(registry: CollectorRegistry, healthy: HealthCheck | None = None,
              exposition: Callable[[], bytes] | None = None,
-             client_max_size: int = 64 * 1024) -> web.Application:
-    """``exposition``, when given, renders ``/metrics`` instead of the registry alone."""
+             client_max_size: int = 64 * 1024,
+             details: Callable[[], dict[str, Any]] | None = None) -> web.Application:
+    """``exposition``, when given, renders ``/metrics`` instead of the registry alone;
+    ``details`` adds fields to ``/healthz``'s answer (what an operator should know)."""
     app = web.Application(client_max_size=client_max_size)
     render = exposition or (lambda: bytes(generate_latest(registry)))
 
     async def healthz(_: web.Request) -> web.Response:
         ok = healthy() if healthy else True
-        return web.json_response({"ok": ok}, status=200 if ok else 503)
+        body: dict[str, Any] = {"ok": ok, **(details() if details else {})}
+        return web.json_response(body, status=200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         # Collectors may read files (the metrics agent reads hundreds): keep them off the loop.

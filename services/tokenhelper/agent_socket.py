@@ -32,7 +32,7 @@ import nacl.utils
 
 from services.tokenhelper.broker import TokenBroker, TokenUnavailable
 
-log = logging.getLogger("sidecars.tokenhelper.agent")
+log = logging.getLogger(__name__)
 
 KEY_B64_LEN = 44  # base64 of a 32-byte public key, with padding
 BOX_MAC_BYTES = 16  # Poly1305 tag that crypto_box prepends

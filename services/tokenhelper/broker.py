@@ -6,15 +6,19 @@ Only this object ever holds the refresh token. Callers get AccessToken values.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from services.hub.client import HubClient, HubError
+from services.runtime.retry import Backoff
 from services.tokenhelper.provider import InvalidGrant, Provider, ProviderError
 from services.tokenhelper.tokens import AccessToken, TokenSet, after_refresh, from_auth_state
+from services.tokenhelper.write_back import ONE_TRY, WriteBack
 
-log = logging.getLogger("sidecars.tokenhelper")
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 Listener = Callable[[AccessToken], Awaitable[None]]
@@ -26,13 +30,16 @@ class TokenUnavailable(Exception):
 
 class TokenBroker:
     def __init__(self, hub: HubClient, user: str, provider: Provider, *, min_valid: float,
-                 write_back: bool = False, clock: Clock = time.time) -> None:
+                 write_back: WriteBack | None = None, clock: Clock = time.time) -> None:
         self.hub = hub
         self.user = user
         self.provider = provider
         self.min_valid = min_valid
         self.write_back = write_back
         self.clock = clock
+        # Refresh tokens this broker has used up at the provider (hashes, the last few): the
+        # hub may still hold one while a write-back is pending, and must not be believed.
+        self._spent: deque[str] = deque(maxlen=16)
         self.refreshes = 0
         self._tokens: TokenSet | None = None
         self._lock = asyncio.Lock()
@@ -101,16 +108,24 @@ class TokenBroker:
         before the refresh, not after a failure. One hub read per refresh, i.e. per lifetime.
         """
         assert self._tokens is not None
-        try:
-            latest = await self._read_auth_state()
+        try:  # one quick try: a hub that is down must not hold the refresh up
+            latest = await self._read_auth_state(backoff=ONE_TRY)
         except TokenUnavailable as exc:  # the hub is down: refresh with what we have
             log.warning("could not check the hub's auth_state", extra={"error": str(exc)})
             return False
-        if latest.refresh_token and latest.refresh_token != self._tokens.refresh_token:
+        if latest.refresh_token and latest.refresh_token != self._tokens.refresh_token \
+                and not self._used_up(latest.refresh_token):
             log.info("the hub refreshed the tokens meanwhile; using its newer ones")
             self._tokens = latest
+            if self.write_back is not None:
+                self.write_back.drop()  # ours are older than the hub's now
             return True
         return False
+
+    def _used_up(self, refresh_token: str) -> bool:
+        """True for a refresh token this broker already spent: the hub is behind us (a
+        write-back is pending), not ahead; using it again would be a replay."""
+        return _digest(refresh_token) in self._spent
 
     async def _refresh_at_provider(self, tokens: TokenSet) -> None:
         if not tokens.refresh_token:
@@ -120,7 +135,8 @@ class TokenBroker:
         except InvalidGrant as exc:
             # The hub (OAuthenticator.refresh_user) may have refreshed, and rotated, meanwhile.
             latest = await self._read_auth_state()
-            if latest.refresh_token == tokens.refresh_token:
+            if latest.refresh_token == tokens.refresh_token or \
+                    self._used_up(latest.refresh_token or ""):
                 raise TokenUnavailable(f"the provider rejected the refresh token ({exc}): "
                                        "log in to JupyterHub again") from None
             log.info("refresh token was rotated by the hub; using its new one")
@@ -133,17 +149,19 @@ class TokenBroker:
         refreshed = after_refresh(tokens, response, self.clock())
         self.refreshes += 1
         rotated = refreshed.refresh_token != tokens.refresh_token
+        if rotated and tokens.refresh_token:
+            self._spent.append(_digest(tokens.refresh_token))
         self._tokens = refreshed
         log.info("access token refreshed", extra={
             "user": self.user, "expires_in_s": refreshed.access.lifetime, "rotated": rotated,
             "refreshes": self.refreshes})
-        if rotated and self.write_back:
-            await self.hub.set_auth_state(self.user, refreshed.auth_state)
+        if rotated and self.write_back is not None:
+            self.write_back.submit(refreshed.auth_state)  # stored in the background
         await self._announce()
 
-    async def _read_auth_state(self) -> TokenSet:
+    async def _read_auth_state(self, backoff: Backoff | None = None) -> TokenSet:
         try:
-            state = await self.hub.get_auth_state(self.user)
+            state = await self.hub.get_auth_state(self.user, backoff=backoff)
         except HubError as exc:
             raise TokenUnavailable(f"cannot read auth_state from the hub: {exc}") from None
         if state is None:
@@ -157,3 +175,7 @@ class TokenBroker:
         assert self._tokens is not None
         for listener in self._listeners:
             await listener(self._tokens.access)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -40,6 +40,7 @@ class TokenhelperSettings(BaseSettings):
                                                   "than this left")
     write_back: bool = Field(False, description="write rotated refresh tokens back to the "
                                                 "hub's auth_state (needs admin:users!user=)")
+    hub_timeout: Duration = Field(10.0, description="longest wait for one hub request")
     port: int = Field(DEFAULT_PORT, ge=1, le=65535,
                       description="port for /token, /v1/token, /healthz, /metrics")
     host: str = Field("127.0.0.1", description="address to listen on; keep it pod-local")

@@ -19,7 +19,7 @@ from services.walltime.countdown import USER_OPTIONS_KEY, Countdown, utcnow
 from services.walltime.metrics import PREFIX
 from services.walltime.settings import BackstopSettings
 
-log = logging.getLogger("sidecars.walltime.backstop")
+log = logging.getLogger(__name__)
 
 
 class Backstop:

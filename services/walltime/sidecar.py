@@ -19,7 +19,7 @@ from services.runtime.retry import Backoff
 from services.walltime.countdown import Countdown, utcnow
 from services.walltime.settings import SidecarSettings
 
-log = logging.getLogger("sidecars.walltime")
+log = logging.getLogger(__name__)
 
 # Until the stop is accepted, keep trying: at most a few seconds between tries.
 PERSISTENT = Backoff(attempts=None, base=0.5, cap=3.0)

@@ -20,7 +20,7 @@ from services.kubepie.fileserver.mounts import BadPath, MountTable, OutsideMount
 from services.kubepie.fileserver.settings import FileserverSettings
 from services.runtime.webapp import make_app
 
-log = logging.getLogger("sidecars.kubepie.fileserver")
+log = logging.getLogger(__name__)
 
 Handler = Callable[[Dav, web.Request], Awaitable[web.StreamResponse]]
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from services.kubepie.gateway.identity import Identity
+from services.identity.claims import Identity
 
 KEY_ID_PREFIX = "KP"
 MAX_KEYS_PER_USER = 20
@@ -70,6 +70,7 @@ class KeyStore(Protocol):
     async def get(self, key_id: str) -> AccessKey | None: ...
     async def for_user(self, username: str) -> list[AccessKey]: ...
     async def remove(self, key_id: str) -> bool: ...
+    def close(self) -> None: ...
 
 
 def new_key_id() -> str:

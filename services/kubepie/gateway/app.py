@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.identity.claims import Identity
 from services.kubepie.gateway.authn import (
     Authenticator,
     NotAuthenticated,
@@ -19,7 +20,6 @@ from services.kubepie.gateway.authn import (
     Unavailable,
     challenges,
 )
-from services.kubepie.gateway.identity import Identity
 from services.kubepie.gateway.keys_page import KeysPage
 from services.kubepie.gateway.login import PREFIX, BrowserLogin
 from services.kubepie.gateway.pages import error_page
@@ -32,8 +32,8 @@ from services.kubepie.gateway.proxy import (
 from services.kubepie.gateway.servers import StartFailed, UserServers
 from services.runtime.webapp import make_app
 
-log = logging.getLogger("kubepie.gateway")
-access_log = logging.getLogger("kubepie.gateway.access")
+log = logging.getLogger(__name__)
+access_log = logging.getLogger(f"{__name__}.access")  # one line per request
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Literal
 
 from aiohttp import BasicAuth, web
 
+from services.identity.claims import ClaimMapping, Identity, IdentityRefused
 from services.kubepie.gateway.accesskeys import AccessKeys, CredentialsRejected
 from services.kubepie.gateway.bearer import (
     JwtVerifier,
@@ -17,10 +18,9 @@ from services.kubepie.gateway.bearer import (
     TokenRejected,
     looks_like_jwt,
 )
-from services.kubepie.gateway.identity import ClaimMapping, Identity, IdentityRefused
 from services.kubepie.gateway.sessions import Sessions
 
-log = logging.getLogger("kubepie.gateway.authn")
+log = logging.getLogger(__name__)
 Via = Literal["bearer", "access-key", "session"]
 REALM = "kubepie"
 

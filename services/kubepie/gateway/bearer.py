@@ -23,10 +23,16 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-log = logging.getLogger("kubepie.gateway.bearer")
+from services.kubepie.gateway.token_kind import AccessTokenCheck, not_an_access_token
+
+log = logging.getLogger(__name__)
 
 OpaqueMode = Literal["reject", "introspection", "userinfo"]
 KEY_REFETCH_INTERVAL = 30.0  # an unknown kid fetches the JWKS again at most this often
+# token_type values of an introspected *bearer access token* (RFC 7662 §2.2 uses RFC 6749's
+# "bearer"; glewlwyd says "bearer", some providers "access_token"). DPoP-bound tokens are not
+# bearer tokens: without a proof they are refused too.
+INTROSPECTED_ACCESS_TOKEN_TYPES = frozenset({"bearer", "access_token"})
 
 
 class TokenRejected(Exception):
@@ -61,8 +67,10 @@ class ProviderMetadata:
 class JwtVerifier:
     def __init__(self, metadata: ProviderMetadata, http: httpx.AsyncClient, *,
                  audiences: tuple[str, ...], algorithms: tuple[str, ...],
-                 leeway: int = 30, refetch_interval: float = KEY_REFETCH_INTERVAL) -> None:
+                 leeway: int = 30, refetch_interval: float = KEY_REFETCH_INTERVAL,
+                 access_token_check: AccessTokenCheck = "auto") -> None:  # noqa: S107
         self._metadata = metadata
+        self._access_token_check: AccessTokenCheck = access_token_check
         self._refetch_interval = refetch_interval
         self._http = http
         self._audiences = audiences
@@ -75,23 +83,33 @@ class JwtVerifier:
         # request, so its verified claims are kept until then (at most 5 min, 10k tokens).
         self._verified: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
 
-    async def verify(self, token: str, *, audiences: tuple[str, ...] | None = None,
-                     nonce: str | None = None) -> dict[str, Any]:
-        """The token's claims, or :class:`TokenRejected` saying why not."""
-        if audiences is None and nonce is None:
-            cached = self._verified.get(token)
-            if cached is not None and cached[0] > time.time():
-                return cached[1]
-        claims = await self._verify(token, audiences, nonce)
-        if audiences is None and nonce is None:
-            until = min(float(claims["exp"]) + self._leeway, time.time() + 300)
-            self._verified[token] = (until, claims)
-            while len(self._verified) > 10_000:
-                self._verified.popitem(last=False)
+    async def verify(self, token: str) -> dict[str, Any]:
+        """An access token's claims, or :class:`TokenRejected` saying why not.
+
+        Besides signature, ``iss``, ``aud`` and ``exp``, the token must be an access token:
+        an id token (its ``aud`` is a client id, and it travels through browsers) never is.
+        """
+        cached = self._verified.get(token)
+        if cached is not None and cached[0] > time.time():
+            return cached[1]
+        header, claims = await self._verify(token, self._audiences, None)
+        problem = not_an_access_token(header, claims, self._access_token_check)
+        if problem:
+            raise TokenRejected(problem)
+        until = min(float(claims["exp"]) + self._leeway, time.time() + 300)
+        self._verified[token] = (until, claims)
+        while len(self._verified) > 10_000:
+            self._verified.popitem(last=False)
         return claims
 
-    async def _verify(self, token: str, audiences: tuple[str, ...] | None,
-                      nonce: str | None) -> dict[str, Any]:
+    async def verify_id_token(self, token: str, *, client_id: str,
+                              nonce: str) -> dict[str, Any]:
+        """An id token from the token endpoint, for the browser login: ``aud`` must be our
+        client id and ``nonce`` the one we sent."""
+        return (await self._verify(token, (client_id,), nonce))[1]
+
+    async def _verify(self, token: str, audiences: tuple[str, ...],
+                      nonce: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         try:
             header = jws.extract_compact(token.encode()).protected
         except (JoseError, ValueError) as exc:
@@ -105,8 +123,8 @@ class JwtVerifier:
         except JoseError as exc:
             raise TokenRejected(f"bad signature or token: {exc.description or exc}") from None
         claims = dict(decoded.claims)
-        self._check_claims(claims, audiences or self._audiences, nonce)
-        return claims
+        self._check_claims(claims, audiences, nonce)
+        return dict(header), claims
 
     def _check_claims(self, claims: dict[str, Any], audiences: tuple[str, ...],
                       nonce: str | None) -> None:
@@ -199,6 +217,15 @@ class OpaqueTokenChecker:
         claims = json_object(response)
         if claims.get("active") is not True:
             raise TokenRejected("the provider says the token is not active")
+        # Providers may ignore token_type_hint and describe a refresh or id token they were
+        # sent (glewlwyd answers token_type "refresh_token"/"id_token", Keycloak typ "Refresh").
+        token_type = str(claims.get("token_type", "bearer")).lower()
+        kind = str(claims.get("typ", "bearer")).lower()
+        if token_type not in INTROSPECTED_ACCESS_TOKEN_TYPES or kind != "bearer":
+            said = claims.get("token_type") if token_type not in \
+                INTROSPECTED_ACCESS_TOKEN_TYPES else claims.get("typ")
+            raise TokenRejected(f"the provider says this is a {said!r} token, not an access "
+                                "token")
         if "exp" in claims and float(claims["exp"]) < time.time():
             raise TokenRejected("the token has expired")
         issuer = claims.get("iss")

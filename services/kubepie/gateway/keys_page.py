@@ -11,8 +11,8 @@ from html import escape
 
 from aiohttp import web
 
+from services.identity.claims import Identity
 from services.kubepie.gateway.accesskeys import AccessKey, AccessKeys
-from services.kubepie.gateway.identity import Identity
 from services.kubepie.gateway.login import PREFIX
 from services.kubepie.gateway.pages import error_page, page
 from services.kubepie.gateway.sessions import Sessions

@@ -17,6 +17,7 @@ import httpx
 from aiohttp import web
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+from services.identity.claims import ClaimMapping, IdentityRefused
 from services.kubepie.gateway.bearer import (
     JwtVerifier,
     ProviderMetadata,
@@ -24,11 +25,10 @@ from services.kubepie.gateway.bearer import (
     TokenRejected,
     json_object,
 )
-from services.kubepie.gateway.identity import ClaimMapping, IdentityRefused
 from services.kubepie.gateway.pages import error_page
 from services.kubepie.gateway.sessions import Sessions
 
-log = logging.getLogger("kubepie.gateway.login")
+log = logging.getLogger(__name__)
 PREFIX = "/_kubepie"
 
 
@@ -100,8 +100,9 @@ class BrowserLogin:
         tokens = json_object(answer)
         if "id_token" not in tokens:
             raise TokenRejected("the provider sent no id token (is the openid scope allowed?)")
-        claims = await self._verifier.verify(tokens["id_token"], audiences=(self._client[0],),
-                                             nonce=str(pending["nonce"]))
+        claims = await self._verifier.verify_id_token(tokens["id_token"],
+                                                      client_id=self._client[0],
+                                                      nonce=str(pending["nonce"]))
         userinfo_url = metadata.get("userinfo_endpoint")
         if userinfo_url and tokens.get("access_token"):
             try:

@@ -50,7 +50,8 @@ async def _run(settings: GatewaySettings) -> int:
     http = httpx.AsyncClient(timeout=10)
     metadata = ProviderMetadata(settings.oidc_issuer, http)
     jwts = JwtVerifier(metadata, http, audiences=settings.audience_list,
-                       algorithms=settings.algorithm_list, leeway=int(settings.leeway))
+                       algorithms=settings.algorithm_list, leeway=int(settings.leeway),
+                       access_token_check=settings.access_token_check)
     client_secret = settings.client_secret.get_secret_value()
     opaque = OpaqueTokenChecker(settings.opaque_tokens, metadata, http,
                                 client_id=settings.client_id, client_secret=client_secret,
@@ -82,6 +83,7 @@ async def _run(settings: GatewaySettings) -> int:
                                  port=settings.port)
     finally:
         await servers.close()
+        store.close()
         await session.close()
         await http.aclose()
 

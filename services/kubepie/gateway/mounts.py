@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from services.kubepie.gateway.identity import Identity
+from services.identity.claims import Identity
 
 FIELD = re.compile(r"\{(\w+)\}")
 USER_FIELDS = {"username", "uid", "gid"}

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from services.kubepie.gateway.servers import Endpoint
 
@@ -86,13 +87,26 @@ def response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     return headers
 
 
+def upstream_url(base: str, raw_target: str) -> URL:
+    """The file server's URL for the request target *exactly as the client sent it*.
+
+    Parsing the target here (yarl decodes ``%2e``, drops a ``#…`` part, removes dot
+    segments) would make the gateway and the file server judge different paths — the start of
+    every path-confusion bug; the file server alone decides what a raw path means.
+    """
+    server = URL(base)
+    path, _, query = raw_target.partition("?")
+    return URL.build(scheme=server.scheme, authority=server.raw_authority, path=path,
+                     query_string=query, encoded=True)
+
+
 async def forward(request: web.Request, session: aiohttp.ClientSession, endpoint: Endpoint,
                   headers: CIMultiDict[str]) -> tuple[web.StreamResponse, int]:
     """Send the request on; the response and the number of body bytes sent to the client."""
     body = request.content.iter_chunked(CHUNK) if request.body_exists else None
     if body is not None and request.content_length is not None:
         headers["Content-Length"] = str(request.content_length)
-    async with session.request(request.method, endpoint.url + request.raw_path,
+    async with session.request(request.method, upstream_url(endpoint.url, request.raw_path),
                                headers=headers, data=body, allow_redirects=False,
                                auto_decompress=False, compress=None) as upstream:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason,

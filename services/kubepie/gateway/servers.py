@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.kubepie.gateway.identity import Identity
+from services.identity.claims import Identity
 
-log = logging.getLogger("kubepie.gateway.servers")
+log = logging.getLogger(__name__)
 
 
 class StartFailed(Exception):
@@ -52,7 +52,9 @@ class UserServers:
         self._idle_timeout = idle_timeout
         self._start_timeout = start_timeout
         self._running: dict[Identity, Endpoint] = {}
-        self._starting: dict[Identity, asyncio.Lock] = {}
+        # One lock per identity *being started*, with how many requests hold or wait for it;
+        # removed by the last one, so the table does not grow with every user ever seen.
+        self._starting: dict[Identity, tuple[asyncio.Lock, list[int]]] = {}
 
     @property
     def running(self) -> dict[Identity, Endpoint]:
@@ -62,26 +64,40 @@ class UserServers:
         current = self._running.get(identity)
         if current is not None and not current.dead.is_set():
             return current
-        lock = self._starting.setdefault(identity, asyncio.Lock())
-        async with lock:  # concurrent first requests start one server
-            current = self._running.get(identity)
-            if current is not None and not current.dead.is_set():
-                return current
-            if current is not None:
-                log.warning("file server died; starting a new one",
-                            extra={"user": identity.username, "server": current.name})
-            started = time.monotonic()
-            try:
-                endpoint = await asyncio.wait_for(self.backend.start(identity),
-                                                  self._start_timeout)
-            except TimeoutError:
-                raise StartFailed(f"the file server was not ready within "
-                                  f"{self._start_timeout:.0f} s") from None
-            log.info("file server started", extra={
-                "user": identity.username, "server": endpoint.name,
-                "seconds": round(time.monotonic() - started, 3)})
-            self._running[identity] = endpoint
-            return endpoint
+        lock, users = self._starting.setdefault(identity, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:  # concurrent first requests start one server
+                return await self._start_once(identity)
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._starting[identity]
+
+    @property
+    def starting(self) -> int:
+        """Identities with a start in progress (the lock table's size)."""
+        return len(self._starting)
+
+    async def _start_once(self, identity: Identity) -> Endpoint:
+        current = self._running.get(identity)
+        if current is not None and not current.dead.is_set():
+            return current
+        if current is not None:
+            log.warning("file server died; starting a new one",
+                        extra={"user": identity.username, "server": current.name})
+        started = time.monotonic()
+        try:
+            endpoint = await asyncio.wait_for(self.backend.start(identity),
+                                              self._start_timeout)
+        except TimeoutError:
+            raise StartFailed(f"the file server was not ready within "
+                              f"{self._start_timeout:.0f} s") from None
+        log.info("file server started", extra={
+            "user": identity.username, "server": endpoint.name,
+            "seconds": round(time.monotonic() - started, 3)})
+        self._running[identity] = endpoint
+        return endpoint
 
     def release(self, endpoint: Endpoint) -> None:
         """A request to ``endpoint`` ended."""

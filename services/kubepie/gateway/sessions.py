@@ -19,7 +19,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
-from services.kubepie.gateway.identity import Identity, IdentityRefused
+from services.identity.claims import Identity, IdentityRefused
 
 ALGORITHM = "HS256"
 

@@ -8,10 +8,11 @@ from typing import Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from services.kubepie.gateway.identity import ClaimMapping, parse_group_gids
+from services.identity.settings import IdentitySettings
 from services.kubepie.gateway.mounts import MountTemplates
+from services.kubepie.gateway.token_kind import AccessTokenCheck
 from services.runtime.settings import Duration, LogLevel, secret_from
 
 DEFAULT_PORT = 8780
@@ -19,7 +20,7 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
               "ES512", "EdDSA")
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(IdentitySettings):
     model_config = SettingsConfigDict(env_prefix="KUBEPIE_", extra="ignore",
                                       populate_by_name=True)
 
@@ -31,8 +32,14 @@ class GatewaySettings(BaseSettings):
     client_secret: SecretStr | None = Field(
         None, description="OIDC client secret (or give KUBEPIE_CLIENT_SECRET_FILE)")
     client_secret_file: Path | None = Field(None, description="file holding the client secret")
-    audiences: str = Field("", description="accepted 'aud' values of bearer JWTs, comma-"
-                                           "separated (default: the client id)")
+    audiences: str = Field("", description="accepted 'aud' values of bearer tokens, comma-"
+                                           "separated (default: the public URL, as RFC 8707 "
+                                           "resource indicators name it; never the client id "
+                                           "by default, which id tokens carry)")
+    access_token_check: AccessTokenCheck = Field(
+        "auto", description="how bearer JWTs must show they are access tokens, not id "
+                            "tokens: auto (id-token marks refused, an access-token mark "
+                            "needed), rfc9068 (typ at+jwt only) or off (docs/kubepie.md)")
     algorithms: str = Field("RS256,ES256,PS256", description="accepted JWT signature "
                                                              "algorithms (never none/HS*)")
     leeway: Duration = Field(30.0, description="clock skew allowed on exp/nbf/iat")
@@ -42,14 +49,6 @@ class GatewaySettings(BaseSettings):
     token_cache: Duration = Field(60.0, description="how long an introspection/userinfo "
                                                     "answer is reused")
     scopes: str = Field("openid profile", description="scopes asked for at browser login")
-    # -- claims → identity -----------------------------------------------------------------
-    username_claim: str = Field("preferred_username", description="claim with the user name")
-    uid_claim: str = Field("uidNumber", description="claim with the numeric uid")
-    gid_claim: str = Field("gidNumber", description="claim with the numeric primary gid")
-    groups_claim: str = Field("groups", description="claim with the group names")
-    group_gids: str = Field("", description="group name → gid for supplementary groups, "
-                                            "e.g. xray=5000,bio=5001 (others are ignored)")
-    id_range: str = Field("1000-2147483647", description="accepted uids/gids (0 never is)")
     # -- web -------------------------------------------------------------------------------
     public_url: str = Field(description="URL users reach the gateway at, e.g. "
                                         "https://files.example.org (login redirect, cookies)")
@@ -117,14 +116,6 @@ class GatewaySettings(BaseSettings):
         if bad or not self.algorithm_list:
             raise ValueError(f"KUBEPIE_ALGORITHMS: {', '.join(sorted(bad)) or 'empty'} not "
                              f"accepted; choose from {', '.join(ALGORITHMS)}")
-        low, sep, high = self.id_range.partition("-")
-        if not sep or not low.strip().isdigit() or not high.strip().isdigit() or \
-                not 1 <= int(low) <= int(high) <= 2**32 - 2:
-            raise ValueError(f"KUBEPIE_ID_RANGE={self.id_range!r}: expected low-high, e.g. "
-                             "1000-2147483647 (never 0)")
-        self._mapping = ClaimMapping(self.username_claim, self.uid_claim, self.gid_claim,
-                                     self.groups_claim, parse_group_gids(self.group_gids),
-                                     int(low), int(high))
         self._mounts = MountTemplates.parse(self.mounts, self.group_mounts, self.read_only)
         if self.backend == "kubernetes":
             missing = [name for name, value in (
@@ -142,11 +133,7 @@ class GatewaySettings(BaseSettings):
     @property
     def audience_list(self) -> tuple[str, ...]:
         values = tuple(a.strip() for a in self.audiences.split(",") if a.strip())
-        return values or (self.client_id,)
-
-    @property
-    def claim_mapping(self) -> ClaimMapping:
-        return self._mapping
+        return values or (self.public_url.rstrip("/"), self.public_url.rstrip("/") + "/")
 
     @property
     def mount_templates(self) -> MountTemplates:

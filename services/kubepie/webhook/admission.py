@@ -15,7 +15,7 @@ from typing import Any
 
 from joserfc.jwk import ECKey
 
-from services.kubepie.gateway.identity import Identity, IdentityRefused
+from services.identity.claims import Identity, IdentityRefused
 from services.kubepie.pod_identity import ANNOTATION, verify
 
 API_VERSION = "admission.k8s.io/v1"

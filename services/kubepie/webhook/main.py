@@ -25,7 +25,7 @@ from services.runtime.settings import (
 )
 from services.runtime.webapp import make_app, run_service, until_stopped
 
-log = logging.getLogger("kubepie.webhook")
+log = logging.getLogger(__name__)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -81,6 +81,10 @@ class SecretKeyStore:
         return True
 
 
+    def close(self) -> None:
+        """The API client belongs to the backend, which closes it."""
+
+
 def _key(secret: dict[str, Any]) -> AccessKey:
     record = json.loads(base64.b64decode(secret["data"]["record"]))
     return AccessKey.from_record(record)

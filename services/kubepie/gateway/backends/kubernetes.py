@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from services.identity.claims import Identity
 from services.kubepie.gateway.accesskeys import KeyStore
 from services.kubepie.gateway.backends.kube_keys import SecretKeyStore
 from services.kubepie.gateway.backends.podspec import (
@@ -35,13 +36,12 @@ from services.kubepie.gateway.backends.podspec import (
     is_ready,
     pod_name,
 )
-from services.kubepie.gateway.identity import Identity
 from services.kubepie.gateway.servers import Endpoint, StartFailed
 from services.kubepie.gateway.settings import GatewaySettings
 from services.kubepie.pod_identity import load_key, sign
 from services.runtime.kube_watch import PodWatcher
 
-log = logging.getLogger("kubepie.gateway.kubernetes")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -100,8 +100,9 @@ class KubernetesBackend:
 
     def __init__(self, api: Any, *, pods: PodSettings, storage: Storage,
                  identity_key: Any, token_secret: bytes, owner: dict[str, Any] | None,
-                 idle_timeout: float) -> None:
+                 idle_timeout: float, api_client: Any = None) -> None:
         self._api = api
+        self._api_client = api_client  # closed with the backend
         self._pods = pods
         self._storage = storage
         self._identity_key = identity_key
@@ -222,6 +223,8 @@ class KubernetesBackend:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._api_client is not None:
+            await self._api_client.close()
 
 
 async def connect(settings: GatewaySettings) -> tuple[KubernetesBackend, KeyStore]:
@@ -250,7 +253,7 @@ async def connect(settings: GatewaySettings) -> tuple[KubernetesBackend, KeyStor
         storage=storage, identity_key=key,
         token_secret=hashlib.sha256(b"kubepie-pod-token:" + settings.session_secret
                                     .get_secret_value().encode()).digest(),
-        owner=owner, idle_timeout=settings.idle_timeout)
+        owner=owner, idle_timeout=settings.idle_timeout, api_client=api_client)
     backend.run()
     return backend, SecretKeyStore(core, namespace, owner)
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import httpx
 
-from services.kubepie.gateway.identity import Identity
+from services.identity.claims import Identity
 from services.kubepie.gateway.mounts import MountTemplates
 from services.kubepie.gateway.servers import Endpoint, StartFailed
 
-log = logging.getLogger("kubepie.gateway.local")
+log = logging.getLogger(__name__)
 
 
 class LocalBackend:

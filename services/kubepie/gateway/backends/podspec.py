@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from services.kubepie.gateway.identity import Identity
+from services.identity.claims import Identity
 
 APP_LABEL = "kubepie-fileserver"
 MANAGED_BY = "kubepie-gateway"
