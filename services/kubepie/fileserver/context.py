@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -18,7 +17,7 @@ from services.kubepie.fileserver.ifheader import (
 )
 from services.kubepie.fileserver.io_threads import BatchedThreads
 from services.kubepie.fileserver.locks import TOKEN_SCHEME, Lock, LockManager
-from services.kubepie.fileserver.mounts import MountTable, Target, decode_path
+from services.kubepie.fileserver.mounts import MountTable, Target, decode_path, split_url
 from services.kubepie.fileserver.props import etag
 from services.kubepie.fileserver.settings import FileserverSettings
 
@@ -72,7 +71,7 @@ class Dav:
         header = request.headers.get("Destination")
         if not header:
             raise web.HTTPBadRequest(text="Destination header is required\n")
-        url = urlsplit(header)
+        url = split_url(header)
         if url.netloc and not self._same_server(request, url.scheme, url.netloc):
             raise web.HTTPBadGateway(text="Destination is on another server\n")
         target = self.mounts.locate(decode_path(url.path or "/"))
@@ -140,7 +139,7 @@ class Dav:
     async def _holds(self, request: web.Request, target: Target, lst: ConditionList) -> bool:
         resource = target
         if lst.resource is not None:
-            located = self.mounts.locate(decode_path(urlsplit(lst.resource).path or "/"))
+            located = self.mounts.locate(decode_path(split_url(lst.resource).path or "/"))
             if located is None:
                 return False
             resource = located

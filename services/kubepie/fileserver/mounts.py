@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import SplitResult, quote, unquote_to_bytes, urlsplit
 
 
 class BadPath(ValueError):
@@ -68,6 +68,15 @@ def href(segments: tuple[str, ...] | list[str], collection: bool = False) -> str
     if collection and segments:
         path += "/"
     return path
+
+
+def split_url(value: str) -> SplitResult:
+    """A URL from a header (Destination, an If header's tagged resource), or BadPath (400):
+    an unclosed IPv6 bracket makes urlsplit raise ValueError, which must not be a 500."""
+    try:
+        return urlsplit(value)
+    except ValueError as exc:
+        raise BadPath(f"not a URL: {exc}") from None
 
 
 def decode_path(raw: str) -> tuple[str, ...]:

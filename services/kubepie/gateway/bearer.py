@@ -115,13 +115,20 @@ class JwtVerifier:
         except (JoseError, ValueError) as exc:
             raise TokenRejected(f"not a JWT: {exc}") from None
         alg = header.get("alg")
-        if alg not in self._algorithms:
+        if not isinstance(alg, str) or alg not in self._algorithms:
             raise TokenRejected(f"algorithm {alg!r} is not accepted")
-        keys = await self._keys_for(header.get("kid"))
+        if "crit" in header:  # RFC 7515 §4.1.11: refuse extensions we do not implement
+            raise TokenRejected("critical header extensions are not supported")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise TokenRejected("the key id (kid) must be a string")
+        keys = await self._keys_for(kid)
         try:
             decoded = jwt.decode(token, keys, algorithms=list(self._algorithms))
-        except JoseError as exc:
-            raise TokenRejected(f"bad signature or token: {exc.description or exc}") from None
+        except (JoseError, ValueError, TypeError) as exc:  # joserfc lets malformed input
+            # through as TypeError in places (found by tests/test_fuzz.py)
+            reason = exc.description if isinstance(exc, JoseError) else str(exc)
+            raise TokenRejected(f"bad signature or token: {reason or exc}") from None
         claims = dict(decoded.claims)
         self._check_claims(claims, audiences, nonce)
         return dict(header), claims

@@ -44,7 +44,10 @@ def public_authority(request: web.Request, trust_forwarded: bool) -> str:
 
 
 def rewrite_destination(value: str, own_hosts: Iterable[str]) -> str:
-    url = urlsplit(value)
+    try:
+        url = urlsplit(value)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise BadDestination(400, "Destination is not a URL") from None
     if not url.path.startswith("/"):
         raise BadDestination(400, "Destination is not an absolute URL or path")
     if url.netloc:
