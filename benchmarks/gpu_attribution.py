@@ -20,10 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+from services.contract import USAGE_SCOPE_ENV
 from services.metrics.cgroups import own_cgroup
 from services.metrics.gpu import GpuReader
 from services.metrics.procs import process_table
-from services.metrics.status import SCOPE_ENV, StatusReader
+from services.metrics.status import StatusReader
 
 HOLD = """
 import sys, time, torch
@@ -74,7 +75,7 @@ def main() -> None:
         print("NVML processes (pid, MiB):",
               [(p.pid, (p.memory_used_bytes or 0) // 2**20) for p in snapshot.processes])
         print("nvidia-smi:", nvidia_smi().strip().replace("\n", "; "))
-        reader = StatusReader(env={SCOPE_ENV: "process-tree"}, gpu=GpuReader(),
+        reader = StatusReader(env={USAGE_SCOPE_ENV: "process-tree"}, gpu=GpuReader(),
                               cgroup=own_cgroup())
         gpu = reader.read_usage()["gpu"]
         print("status API gpu:", json.dumps(

@@ -33,8 +33,31 @@ apt_install() {
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found; install Python 3.11 or newer"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || die "Python 3.11 or newer is needed ($PYTHON is $("$PYTHON" -V 2>&1))"
+
+# As root, notebooks, sidecars and file servers run as the users' own uids (the embedded
+# default drops privileges like a pod's securityContext): the interpreter must be one that
+# other users can run. A Python installed under /root (pyenv) is not; Debian's is.
+runs_for_others() {
+  [ "$(id -u)" -ne 0 ] && return 0
+  setpriv --reuid=65534 --regid=65534 --clear-groups -- "$1" -c 'import sys' 2>/dev/null
+}
+if ! runs_for_others "$(command -v "$PYTHON")"; then
+  fallback=/usr/bin/python3
+  if [ -x "$fallback" ] && "$fallback" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+      && runs_for_others "$fallback"; then
+    say "$PYTHON cannot be run by other users (the notebooks run as the users' uids); using $fallback"
+    PYTHON=$fallback
+  else
+    die "$PYTHON cannot be run by other users, and no usable $fallback (3.11+): notebooks and file servers run as the users' own uids. Install Debian's python3 (apt-get install python3 python3-venv)"
+  fi
+fi
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   apt_install python3-venv
+fi
+# A virtualenv made earlier from an interpreter other users cannot run is made again.
+if [ -x "$VENV/bin/python" ] && ! runs_for_others "$VENV/bin/python"; then
+  say "recreating $VENV: its interpreter cannot be run by other users"
+  rm -rf "$VENV"
 fi
 
 # Node.js + npm: configurable-http-proxy, and the package build compiles the JupyterLab

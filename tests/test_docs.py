@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from services.contract import GPU_LIMIT_ENV, USAGE_SCOPE_ENV
 from services.hub.hooks import Sidecars
 from services.kubepie.fileserver.settings import FileserverSettings
 from services.kubepie.gateway.settings import GatewaySettings
 from services.kubepie.webhook.settings import WebhookSettings
-from services.metrics.quantities import GPU_LIMIT_ENV
 from services.metrics.settings import AgentSettings
-from services.metrics.status import SCOPE_ENV
 from services.runtime.settings import env_name, flag_name
 from services.tokenhelper.settings import TokenhelperSettings
 from services.walltime.settings import BackstopSettings, SidecarSettings
@@ -39,6 +38,6 @@ def test_the_readme_names_the_two_commands() -> None:
 
 
 def test_the_in_session_variables_are_documented() -> None:
-    for name in (SCOPE_ENV, GPU_LIMIT_ENV, "JUPYTERHUB_SIDECARS_PROFILE",
+    for name in (USAGE_SCOPE_ENV, GPU_LIMIT_ENV, "JUPYTERHUB_SIDECARS_PROFILE",
                  "JUPYTERHUB_SIDECARS_WALLTIME_URL"):
         assert f"| `{name}` |" in README, name

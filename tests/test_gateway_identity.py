@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from joserfc.jwk import ECKey
+from services.kubepie.gateway.mounts import MountTemplates
 
 from services.identity.claims import ClaimMapping, Identity, IdentityRefused
 from services.kubepie.gateway.accesskeys import AccessKeys, CredentialsRejected, SqliteKeyStore
 from services.kubepie.gateway.login import safe_next
-from services.kubepie.gateway.mounts import MountTemplates
 from services.kubepie.pod_identity import generate_key, sign, verify
 
 MAPPING = ClaimMapping(group_gids={"xray": 5000, "bio": 5001})

@@ -64,7 +64,9 @@ def test_walltime_plan_gives_the_token_to_the_sidecar_only() -> None:
     hooks.add_walltime(plan, api_url="http://hub/hub/api", user="alice", server_name="",
                        limit=90, warn="1m,10s", token="TOKEN", port=4321)
     [sidecar] = plan.sidecars
-    assert sidecar.env["WALLTIME_API_TOKEN"] == "TOKEN"
+    assert "TOKEN" not in str(sidecar.env)  # never an environment value
+    assert sidecar.secret_files == {"WALLTIME_API_TOKEN_FILE": "walltime-token"}
+    assert plan.secrets == {"walltime-token": "TOKEN"}
     assert sidecar.env["WALLTIME_LIMIT"] == "90"
     assert sidecar.env["WALLTIME_WARN"] == "60,10"
     assert plan.notebook_env == {"JUPYTERHUB_SIDECARS_WALLTIME_URL": "http://127.0.0.1:4321"}

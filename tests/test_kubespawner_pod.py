@@ -1,7 +1,13 @@
-"""The walltime container in a real KubeSpawner pod manifest, validated against Kubernetes."""
+"""The user's pod as a real KubeSpawner builds it after our hooks, validated against Kubernetes.
+
+What a pod must never carry is the point of most of these tests: no credential string anywhere
+in the manifest (anyone with ``get pods`` reads it — the metrics agent included), each
+credential reachable by exactly one container, the notebook running as the user's identity.
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,16 +18,26 @@ from kubernetes_asyncio.config import kube_config
 from kubespawner import KubeSpawner
 from traitlets.config import Config
 
+from services.contract import SECRET_MOUNT_ROOT
 from services.hub.hooks import (
     PLAN_ATTRIBUTE,
+    add_tokenhelper_sidecar,
     add_walltime,
     describe_for_metrics,
     modify_pod_hook,
 )
-from services.hub.plan import SidecarPlan
+from services.hub.plan import SidecarPlan, UserSession
+from services.hub.pod import secret_manifest
+from services.identity.claims import ClaimMapping
+from services.identity.nss import entries_for
 from services.metrics.pods import pod_info
+from services.storage.definition import StorageDefinition
 
 TOKEN = "0123456789abcdef0123456789abcdef"
+HELPER_TOKEN = "helper-token-fedcba9876543210"
+CLIENT_SECRET = "client-secret-0011223344"
+NOTEBOOK_TOKEN = "notebook-token-aabbccddeeff"
+CREDENTIALS = (TOKEN, HELPER_TOKEN, CLIENT_SECRET, NOTEBOOK_TOKEN)
 
 # KubeSpawner loads a kube config when created; this one points nowhere and is never used.
 KUBECONFIG = """
@@ -32,6 +48,18 @@ users: [{name: none, user: {token: none}}]
 contexts: [{name: none, context: {cluster: none, user: none, namespace: jhub}}]
 current-context: none
 """
+STORAGE = StorageDefinition.parse({
+    "volumes": [{"name": "homes", "nfs": {"server": "nfs.example.org", "path": "/export/home"}},
+                {"name": "groups", "nfs": {"server": "nfs.example.org",
+                                           "path": "/export/groups"}},
+                {"name": "data", "persistentVolumeClaim": {"claimName": "beamline-data"}}],
+    "mounts": [{"name": "home", "volume": "homes", "subPath": "{username}",
+                "path": "/home/{username}"},
+               {"name": "data", "volume": "data", "readOnly": True}],
+    "groupMounts": {"volume": "groups", "subPath": "{group}"}})
+MAPPING = ClaimMapping(group_gids={"xray": 5000})
+ALICE = MAPPING.identity({"preferred_username": "alice", "uidNumber": 2101, "gidNumber": 2101,
+                          "groups": "xray,other"})
 
 
 @pytest.fixture(autouse=True)
@@ -44,16 +72,33 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
 STARTED = datetime(2026, 11, 22, 10, 0, 0)  # the hub's database keeps naive UTC
 
 
-async def manifest(**spawner_config: Any) -> dict[str, Any]:
-    config = Config({"KubeSpawner": spawner_config,
-                     "Sidecars": {"image": "example.org/sidecars:1.2.3"}})
-    spawner = KubeSpawner(_mock=True, config=config)
+def full_plan(tokenhelper: bool = True, session: bool = True) -> SidecarPlan:
+    """What the pre-spawn hook plans for alice: walltime, tokenhelper, her own identity."""
     plan = SidecarPlan()
     add_walltime(plan, api_url="http://hub:8081/hub/api", user="alice", server_name="gpu",
                  limit=1800, warn="10m,1m", token=TOKEN, port=8765)
     describe_for_metrics(plan, {"display_name": "A100 10G", "slug": "a100-10g"}, 1800,
                          STARTED)
-    setattr(spawner, PLAN_ATTRIBUTE, plan)
+    if tokenhelper:
+        plan.secrets["client-secret"] = CLIENT_SECRET
+        add_tokenhelper_sidecar(
+            plan, api_url="http://hub:8081/hub/api", user="alice", token=HELPER_TOKEN,
+            issuer="https://idp.example.org/realms/facility", client_id="jupyterhub",
+            run_dir="/run/sidecars", uid=2101, port=8767, min_valid="60s", write_back=False)
+    if session:
+        folders = STORAGE.folders(ALICE)
+        plan.session = UserSession(ALICE, entries_for(ALICE, MAPPING.group_gids,
+                                                      "/home/alice"),
+                                   STORAGE, folders, "/home/alice")
+    return plan
+
+
+async def manifest(plan: SidecarPlan | None = None, **spawner_config: Any) -> dict[str, Any]:
+    config = Config({"KubeSpawner": {"fs_gid": 100, "uid": 1000, **spawner_config},
+                     "Sidecars": {"image": "example.org/sidecars:1.2.3"}})
+    spawner = KubeSpawner(_mock=True, config=config)
+    spawner.api_token = NOTEBOOK_TOKEN
+    setattr(spawner, PLAN_ATTRIBUTE, plan or full_plan())
     pod = modify_pod_hook(spawner, await spawner.get_pod_manifest())
     async with ApiClient() as api:
         return dict(api.sanitize_for_serialization(pod))
@@ -63,10 +108,121 @@ def containers(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in pod["spec"]["containers"]}
 
 
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
 @pytest.mark.parametrize("version", ["1.25", "1.30", "1.34"])
 async def test_pod_validates_against_kubernetes(version: str) -> None:
     pod = await manifest()
     kubernetes_validate.validate(pod, version, strict=True)
+
+
+async def test_no_credential_appears_anywhere_in_the_pod() -> None:
+    """Not in an env value, an annotation, an init container, anywhere."""
+    text = json.dumps(await manifest())
+    for credential in CREDENTIALS:
+        assert credential not in text
+
+
+async def test_each_credential_reaches_exactly_the_container_that_needs_it() -> None:
+    pod = await manifest()
+    by_name = containers(pod)
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    secret_keys: dict[str, set[str]] = {}
+    for name, container in by_name.items():
+        for mount in container.get("volumeMounts") or []:
+            projected = volumes[mount["name"]].get("projected")
+            if projected:
+                secret_keys.setdefault(name, set()).update(
+                    item["path"] for source in projected["sources"]
+                    for item in source["secret"]["items"])
+    assert secret_keys == {"walltime": {"walltime-token"},
+                           "tokenhelper": {"tokenhelper-token", "client-secret"}}
+    assert env_of(by_name["walltime"])["WALLTIME_API_TOKEN_FILE"] == \
+        f"{SECRET_MOUNT_ROOT}/walltime-token"
+    assert env_of(by_name["tokenhelper"])["TOKENHELPER_CLIENT_SECRET_FILE"] == \
+        f"{SECRET_MOUNT_ROOT}/client-secret"
+    # The notebook's own JupyterHub token: by reference to the server's Secret.
+    notebook = env_of(by_name["notebook"])
+    for name in ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"):
+        assert notebook[name] == {"secretKeyRef": {"name": "jupyter-mock-name---6241db84-sidecars",
+                                                   "key": "jupyterhub-api-token"}}
+    assert not any(m["name"].startswith("sidecars-secrets")
+                   for m in by_name["notebook"].get("volumeMounts") or [])
+
+
+async def test_the_servers_secret_holds_them_and_belongs_to_the_pod() -> None:
+    plan = full_plan()
+    await manifest(plan)  # the pod hook adds the notebook's token to the plan
+    pod = {"metadata": {"name": "jupyter-alice", "namespace": "jhub",
+                        "uid": "1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901",
+                        "labels": {"hub.jupyter.org/username": "alice"}}}
+    secret = secret_manifest(plan, "jupyter-alice-sidecars", pod)
+    kubernetes_validate.validate(secret, "1.30", strict=True)
+    assert set(secret["data"]) == {"walltime-token", "tokenhelper-token", "client-secret",
+                                   "jupyterhub-api-token"}
+    [owner] = secret["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("Pod", "jupyter-alice",
+                                                            pod["metadata"]["uid"])
+
+
+async def test_an_operators_secret_is_referenced_not_copied() -> None:
+    plan = full_plan()
+    del plan.secrets["client-secret"]
+    plan.secret_refs["client-secret"] = ("oidc-client", "secret")
+    pod = await manifest(plan)
+    [volume] = [v for v in pod["spec"]["volumes"] if v["name"] == "sidecars-secrets-tokenhelper"]
+    sources = volume["projected"]["sources"]
+    assert {"secret": {"name": "oidc-client", "items": [{"key": "secret",
+                                                         "path": "client-secret"}]}} in sources
+
+
+async def test_the_notebook_runs_as_the_users_identity() -> None:
+    pod = await manifest()
+    notebook = containers(pod)["notebook"]
+    context = notebook["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"], context["runAsNonRoot"]) == \
+        (2101, 2101, True)
+    assert context["allowPrivilegeEscalation"] is False
+    assert pod["spec"]["securityContext"]["supplementalGroups"] == [5000]
+    assert "fsGroup" not in pod["spec"]["securityContext"]  # Z2JH's fsGid 100 removed
+    env = env_of(notebook)
+    assert (env["HOME"], env["NB_USER"], env["NB_UID"]) == ("/home/alice", "alice", "2101")
+
+
+async def test_passwd_and_group_come_from_an_init_container_in_the_notebook_image() -> None:
+    pod = await manifest()
+    notebook = containers(pod)["notebook"]
+    [init] = pod["spec"]["initContainers"]
+    assert init["image"] == notebook["image"]  # the image's own /etc/passwd is merged
+    assert init["securityContext"]["runAsUser"] == 2101
+    env = env_of(init)
+    assert env["NSS_PASSWD"] == "alice:x:2101:2101:alice:/home/alice:/bin/bash"
+    assert env["NSS_GROUP"] == "alice:x:2101:\nxray:x:5000:alice"
+    mounts = {m["mountPath"]: m for m in notebook["volumeMounts"]}
+    for name in ("passwd", "group"):
+        assert mounts[f"/etc/{name}"] == {"name": "sidecars-nss", "mountPath": f"/etc/{name}",
+                                         "subPath": name, "readOnly": True}
+
+
+async def test_the_storage_definitions_folders_are_mounted_at_their_paths() -> None:
+    pod = await manifest()
+    notebook = containers(pod)["notebook"]
+    mounts = {m["mountPath"]: m for m in notebook["volumeMounts"]}
+    assert mounts["/home/alice"] == {"name": "homes", "mountPath": "/home/alice",
+                                     "subPath": "alice"}
+    assert mounts["/data"] == {"name": "data", "mountPath": "/data", "readOnly": True}
+    assert mounts["/groups/xray"] == {"name": "groups", "mountPath": "/groups/xray",
+                                      "subPath": "xray"}
+    volumes = {v["name"] for v in pod["spec"]["volumes"]}
+    assert {"homes", "groups", "data"} <= volumes
+
+
+async def test_without_an_identity_the_image_user_stays() -> None:
+    pod = await manifest(full_plan(session=False))
+    assert containers(pod)["notebook"]["securityContext"]["runAsUser"] == 1000
+    assert "initContainers" not in pod["spec"] or not pod["spec"]["initContainers"]
 
 
 async def test_pod_tells_the_metrics_agent_its_profile_and_walltime() -> None:
@@ -86,71 +242,44 @@ async def test_pod_tells_the_metrics_agent_its_profile_and_walltime() -> None:
     assert {"name": "JUPYTERHUB_SIDECARS_PROFILE", "value": "a100-10g"} in notebook["env"]
 
 
-async def test_walltime_container_is_locked_down_and_alone_with_the_token() -> None:
+async def test_sidecar_containers_are_locked_down() -> None:
     pod = await manifest()
     walltime = containers(pod)["walltime"]
-    env = {e["name"]: e["value"] for e in walltime["env"]}
-    assert env == {
+    assert env_of(walltime) == {
         "JUPYTERHUB_API_URL": "http://hub:8081/hub/api", "JUPYTERHUB_USER": "alice",
-        "JUPYTERHUB_SERVER_NAME": "gpu", "WALLTIME_API_TOKEN": TOKEN, "WALLTIME_LIMIT": "1800",
-        "WALLTIME_WARN": "600,60", "WALLTIME_PORT": "8765",
+        "JUPYTERHUB_SERVER_NAME": "gpu", "WALLTIME_LIMIT": "1800", "WALLTIME_WARN": "600,60",
+        "WALLTIME_PORT": "8765", "WALLTIME_API_TOKEN_FILE": f"{SECRET_MOUNT_ROOT}/walltime-token",
     }
     assert walltime["image"] == "example.org/sidecars:1.2.3"
-    assert walltime["args"] == ["walltime"]
     assert walltime["securityContext"] == {
         "runAsNonRoot": True, "runAsUser": 65534, "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"}}
     assert walltime["resources"]["limits"]["memory"] == "128Mi"
+    helper = containers(pod)["tokenhelper"]
+    assert helper["securityContext"]["runAsUser"] == 2101  # writes the user's token file
+    assert env_of(containers(pod)["notebook"])["JUPYTERHUB_SIDECARS_WALLTIME_URL"] == \
+        "http://127.0.0.1:8765"
 
-    notebook = containers(pod)["notebook"]
-    assert TOKEN not in str(notebook)
-    notebook_env = {e["name"]: e.get("value") for e in notebook["env"]}
-    assert notebook_env["JUPYTERHUB_SIDECARS_WALLTIME_URL"] == "http://127.0.0.1:8765"
+
+async def test_the_run_folder_is_shared_by_notebook_and_tokenhelper_only() -> None:
+    pod = await manifest()
+    by_name = containers(pod)
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "sidecars-run")
+    assert volume["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Mi"}
+    for name in ("tokenhelper", "notebook"):
+        assert {"name": "sidecars-run", "mountPath": "/run/sidecars"} in \
+            by_name[name]["volumeMounts"]
+    assert not any(m["name"] == "sidecars-run"
+                   for m in by_name["walltime"].get("volumeMounts") or [])
+    assert env_of(by_name["notebook"])["BEARER_TOKEN_FILE"] == "/run/sidecars/bt_u2101"
 
 
 async def test_a_profiles_extra_containers_do_not_drop_the_sidecar() -> None:
     pod = await manifest(extra_containers=[{"name": "gpu-exporter", "image": "busybox:1"}])
-    assert set(containers(pod)) == {"notebook", "gpu-exporter", "walltime"}
+    assert set(containers(pod)) == {"notebook", "gpu-exporter", "walltime", "tokenhelper"}
 
 
 async def test_a_clashing_container_name_is_an_error() -> None:
     with pytest.raises(ValueError, match="already has a container named 'walltime'"):
         await manifest(extra_containers=[{"name": "walltime", "image": "busybox:1"}])
-
-
-async def test_tokenhelper_shares_an_in_memory_folder_and_runs_as_the_notebook_uid() -> None:
-    from services.hub.hooks import add_tokenhelper_sidecar
-
-    config = Config({"KubeSpawner": {"uid": 1000},
-                     "Sidecars": {"image": "example.org/sidecars:1.2.3"}})
-    spawner = KubeSpawner(_mock=True, config=config)
-    plan = SidecarPlan()
-    add_walltime(plan, api_url="http://hub:8081/hub/api", user="alice", server_name="",
-                 limit=1800, warn="10m", token=TOKEN, port=8765)
-    add_tokenhelper_sidecar(
-        plan, api_url="http://hub:8081/hub/api", user="alice", token="HELPER-TOKEN",
-        issuer="https://idp.example.org/realms/facility", client_id="jupyterhub",
-        client_secret="CLIENT-SECRET", run_dir="/run/sidecars", uid=1000, port=8767,
-        min_valid="60s", write_back=False)
-    setattr(spawner, PLAN_ATTRIBUTE, plan)
-    pod = modify_pod_hook(spawner, await spawner.get_pod_manifest())
-    async with ApiClient() as api:
-        manifest = dict(api.sanitize_for_serialization(pod))
-    kubernetes_validate.validate(manifest, "1.30", strict=True)
-
-    by_name = containers(manifest)
-    helper, notebook = by_name["tokenhelper"], by_name["notebook"]
-    assert helper["securityContext"]["runAsUser"] == 1000
-    assert by_name["walltime"]["securityContext"]["runAsUser"] == 65534
-    volume = next(v for v in manifest["spec"]["volumes"] if v["name"] == "sidecars-run")
-    assert volume["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Mi"}
-    for container in (helper, notebook):
-        assert {"name": "sidecars-run", "mountPath": "/run/sidecars"} in \
-            container["volumeMounts"]
-    assert not any(m["name"] == "sidecars-run"
-                   for m in by_name["walltime"].get("volumeMounts") or [])
-    notebook_env = {e["name"]: e.get("value") for e in notebook["env"]}
-    assert notebook_env["BEARER_TOKEN_FILE"] == "/run/sidecars/bt_u1000"
-    for secret in ("HELPER-TOKEN", "CLIENT-SECRET", TOKEN):
-        assert secret not in str(notebook)

@@ -15,10 +15,31 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from traitlets import Bool, Dict, Integer, Unicode
-from traitlets.config import Configurable
-
-from services.hub.plan import ContainerSettings, Sidecar, SidecarPlan, apply_to_pod
+from services.contract import (
+    AGENT_SOCKET_NAME,
+    ARC_CERT_ENV,
+    ARC_CERT_NAME,
+    ARC_KEY_ENV,
+    ARC_KEY_NAME,
+    BEARER_TOKEN_FILE_ENV,
+    CLIENT_SECRET_FILE_NAME,
+    GPU_LIMIT_ENV,
+    NOTEBOOK_TOKEN_KEY,
+    OIDC_SOCK_ENV,
+    PROFILE_ANNOTATION,
+    PROFILE_ENV,
+    TOKEN_URL_ENV,
+    TOKENHELPER_TOKEN_KEY,
+    WALLTIME_DEADLINE_ANNOTATION,
+    WALLTIME_LIMIT_ANNOTATION,
+    WALLTIME_TOKEN_KEY,
+    WALLTIME_URL_ENV,
+    WALLTIME_USER_OPTION,
+    bearer_token_name,
+)
+from services.hub.config import Sidecars
+from services.hub.plan import Sidecar, SidecarPlan, UserSession
+from services.hub.pod import apply_to_pod, secret_manifest, secret_name
 from services.hub.profiles import (
     Profile,
     chosen_profile,
@@ -27,66 +48,15 @@ from services.hub.profiles import (
     walltime_of,
     with_limits,
 )
-from services.metrics.local_source import PROFILE_ENV
-from services.metrics.pods import (
-    PROFILE_ANNOTATION,
-    WALLTIME_DEADLINE_ANNOTATION,
-    WALLTIME_LIMIT_ANNOTATION,
-)
-from services.metrics.quantities import GPU_LIMIT_ENV
+from services.hub.user_identity import NoIdentity, identity_of
+from services.identity.nss import entries_for
 from services.runtime.durations import parse_duration, parse_duration_list
-from services.walltime.countdown import USER_OPTIONS_KEY
-from services.walltime.settings import DEFAULT_PORT
 
 log = logging.getLogger(__name__)
 
 PLAN_ATTRIBUTE = "sidecar_plan"
 TOKEN_NOTE_PREFIX = "jupyterhub-sidecars"  # noqa: S105 - a label, not a secret
-
-
-class Sidecars(Configurable):
-    """``c.Sidecars.*``: how the hooks equip each server."""
-
-    walltime_default = Unicode(
-        "", config=True,
-        help="Walltime for servers whose profile sets none (90s, 30m, 12h, 1d); empty = no limit.")
-    walltime_warn = Unicode(
-        "10m,1m", config=True, help="Warn the user this long before the end (comma-separated).")
-    walltime_token_margin = Unicode(
-        "10m", config=True,
-        help="The walltime token expires this long after the limit (covers slow stops).")
-    walltime_port = Integer(
-        DEFAULT_PORT, config=True, help="Pod-local port of the walltime sidecar.")
-    image = Unicode(
-        "ghcr.io/jupyterhub-sidecars/sidecars:0.1.0", config=True,
-        help="Image of the sidecar containers (KubeSpawner only).")
-    image_pull_policy = Unicode("IfNotPresent", config=True, help="imagePullPolicy of sidecars.")
-    run_as_user = Integer(65534, config=True, help="UID the sidecar containers run as.")
-    tokenhelper_enabled = Bool(
-        False, config=True,
-        help="Add the tokenhelper: access tokens from auth_state for the notebook.")
-    tokenhelper_service = Unicode(
-        "tokenhelper", config=True,
-        help="JupyterHub service that owns the tokenhelper tokens (role: admin:auth_state, "
-             "read:users:name; plus admin:users with write-back).")
-    tokenhelper_oidc_issuer = Unicode(
-        "", config=True, help="OIDC issuer URL the tokenhelper refreshes at.")
-    tokenhelper_write_back = Bool(
-        False, config=True,
-        help="Let the tokenhelper write rotated refresh tokens to auth_state (admin:users).")
-    tokenhelper_min_valid = Unicode(
-        "60s", config=True, help="Refresh when the access token has less than this left.")
-    tokenhelper_port = Integer(8767, config=True, help="Pod-local port of the tokenhelper.")
-    run_dir = Unicode(
-        "/run/sidecars", config=True,
-        help="Shared folder (emptyDir) of the notebook and the sidecars (KubeSpawner).")
-    resources = Dict(
-        {"requests": {"cpu": "5m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
-        config=True, help="Kubernetes resources of each sidecar container.")
-
-    def container_settings(self) -> ContainerSettings:
-        return ContainerSettings(self.image, self.image_pull_policy, dict(self.resources),
-                                 self.run_as_user)
+__all__ = ["Sidecars", "install"]
 
 
 def token_note(service: str, user: str, server_name: str) -> str:
@@ -110,7 +80,9 @@ def walltime_scopes(user: str, server_name: str) -> list[str]:
 
 def add_walltime(plan: SidecarPlan, *, api_url: str, user: str, server_name: str,
                  limit: float, warn: str, token: str, port: int) -> None:
-    """The walltime container: the token goes to it alone; the notebook learns its URL."""
+    """The walltime container: the token goes to it alone (a file); the notebook learns its
+    URL."""
+    plan.secrets[WALLTIME_TOKEN_KEY] = token
     plan.sidecars.append(Sidecar(
         name="walltime",
         args=["walltime"],
@@ -119,20 +91,28 @@ def add_walltime(plan: SidecarPlan, *, api_url: str, user: str, server_name: str
             "JUPYTERHUB_API_URL": api_url,
             "JUPYTERHUB_USER": user,
             "JUPYTERHUB_SERVER_NAME": server_name,
-            "WALLTIME_API_TOKEN": token,
             "WALLTIME_LIMIT": f"{limit:g}",
             "WALLTIME_WARN": ",".join(f"{w:g}" for w in parse_duration_list(warn)),
             "WALLTIME_PORT": str(port),
         },
+        secret_files={"WALLTIME_API_TOKEN_FILE": WALLTIME_TOKEN_KEY},
+        socket_setting="WALLTIME_SOCKET",
+        url_env=WALLTIME_URL_ENV,
     ))
-    plan.notebook_env["JUPYTERHUB_SIDECARS_WALLTIME_URL"] = f"http://127.0.0.1:{port}"
+    plan.notebook_env[WALLTIME_URL_ENV] = f"http://127.0.0.1:{port}"
 
 
 async def pre_spawn_hook(spawner: Any) -> None:
-    """Plan the sidecars of the server about to start (``Spawner.pre_spawn_hook``)."""
+    """Plan the server about to start (``Spawner.pre_spawn_hook``).
+
+    Everything that can refuse the spawn (the user's identity, the profile) is decided before
+    any token is minted, so a refused spawn leaves nothing behind.
+    """
     config = Sidecars(parent=spawner)
     user, server_name = spawner.user.name, spawner.name
     plan = SidecarPlan()
+    if config.identity_from_claims:
+        plan.session = await _session_for(spawner, config)
     profile = chosen_profile(await profiles_of(spawner), spawner.user_options or {})
     limit = walltime_of(profile, config.walltime_default or None)
     revoke_tokens(spawner, "walltime")
@@ -154,6 +134,41 @@ async def pre_spawn_hook(spawner: Any) -> None:
     setattr(spawner, PLAN_ATTRIBUTE, plan)
 
 
+async def _session_for(spawner: Any, config: Sidecars) -> UserSession:
+    """The user's own identity, passwd/group entries and folders, or a refused spawn."""
+    try:
+        mapping = config.claim_mapping()
+        storage = config.storage_definition()
+    except ValueError as exc:  # the operator's configuration: a clear message, no spawn
+        raise _refused(f"the hub's identity or storage settings are wrong: {exc}",
+                       reason="configuration") from None
+    try:
+        identity = identity_of(await spawner.user.get_auth_state(), mapping)
+    except NoIdentity as exc:
+        raise _refused(str(exc), reason="identity") from None
+    folders = storage.folders(identity) if storage else []
+    home_folder = next((f for f in folders if f.home), None)
+    home = home_folder.path if home_folder else None
+    nss = entries_for(identity, mapping.group_gids, home or f"/home/{identity.username}",
+                      config.nss_shell)
+    log.info("%s/%s runs as uid %d gid %d groups %s", spawner.user.name, spawner.name,
+             identity.uid, identity.gid, list(identity.gids))
+    return UserSession(identity, nss, storage, folders, home)
+
+
+def _refused(message: str, reason: str) -> Exception:
+    """What JupyterHub shows on the spawn page as "Spawn failed: <message>"."""
+    try:  # JupyterHub 5.4+: a policy refusal, logged without a traceback
+        from jupyterhub.spawner import SpawnException
+    except ImportError:
+        from tornado import web
+
+        error = web.HTTPError(403, log_message=message)
+        error.jupyterhub_message = message  # type: ignore[attr-defined]
+        return error
+    return SpawnException(message, reason=reason, status_code=403)  # type: ignore[no-any-return]
+
+
 def add_tokenhelper(plan: SidecarPlan, spawner: Any, config: Sidecars,
                     limit: float | None) -> None:
     """The tokenhelper container, with a token of the tokenhelper service for this user."""
@@ -170,25 +185,36 @@ def add_tokenhelper(plan: SidecarPlan, spawner: Any, config: Sidecars,
     if not config.tokenhelper_oidc_issuer or not getattr(authenticator, "client_id", None):
         raise RuntimeError("the tokenhelper needs c.Sidecars.tokenhelper_oidc_issuer and an "
                            "OAuthenticator with client_id/client_secret and enable_auth_state")
+    if config.tokenhelper_client_secret:
+        name, _, key = config.tokenhelper_client_secret.partition(":")
+        if not name or not key:
+            raise RuntimeError(f"c.Sidecars.tokenhelper_client_secret="
+                               f"{config.tokenhelper_client_secret!r}: expected name:key")
+        plan.secret_refs[CLIENT_SECRET_FILE_NAME] = (name, key)
+    else:
+        plan.secrets[CLIENT_SECRET_FILE_NAME] = authenticator.client_secret
     margin = parse_duration(config.walltime_token_margin)
     token = service.new_api_token(
         note=token_note("tokenhelper", user, server_name),
         scopes=tokenhelper_scopes(user, config.tokenhelper_write_back),
         expires_in=int(limit + margin) if limit else None,
     )
+    uid = plan.session.identity.uid if plan.session else _uid_for(spawner)
     add_tokenhelper_sidecar(
         plan, api_url=spawner.hub.api_url, user=user, token=token,
         issuer=config.tokenhelper_oidc_issuer, client_id=authenticator.client_id,
-        client_secret=authenticator.client_secret, run_dir=_run_dir_for(spawner, config.run_dir),
-        uid=_uid_for(spawner), port=_port_for(spawner, config.tokenhelper_port),
+        run_dir=_run_dir_for(spawner, config.run_dir), uid=uid,
+        port=_port_for(spawner, config.tokenhelper_port),
         min_valid=config.tokenhelper_min_valid, write_back=config.tokenhelper_write_back)
 
 
 def add_tokenhelper_sidecar(plan: SidecarPlan, *, api_url: str, user: str, token: str,
-                            issuer: str, client_id: str, client_secret: str, run_dir: str,
-                            uid: int, port: int, min_valid: str, write_back: bool) -> None:
-    """The tokenhelper container: hub token and client secret go to it alone; it runs as the
-    notebook's uid so the token file it writes is the user's; the notebook gets the paths."""
+                            issuer: str, client_id: str, run_dir: str, uid: int, port: int,
+                            min_valid: str, write_back: bool) -> None:
+    """The tokenhelper container: its hub token and the client secret reach it alone (files
+    from the server's Secret); it runs as the notebook's uid so the token file it writes is
+    the user's; the notebook gets the paths."""
+    plan.secrets[TOKENHELPER_TOKEN_KEY] = token
     plan.sidecars.append(Sidecar(
         name="tokenhelper",
         args=["tokenhelper"],
@@ -196,26 +222,28 @@ def add_tokenhelper_sidecar(plan: SidecarPlan, *, api_url: str, user: str, token
         env={
             "JUPYTERHUB_API_URL": api_url,
             "JUPYTERHUB_USER": user,
-            "TOKENHELPER_API_TOKEN": token,
             "TOKENHELPER_OIDC_ISSUER": issuer,
             "TOKENHELPER_CLIENT_ID": client_id,
-            "TOKENHELPER_CLIENT_SECRET": client_secret,
             "TOKENHELPER_RUN_DIR": run_dir,
             "TOKENHELPER_UID": str(uid),
             "TOKENHELPER_MIN_VALID": min_valid,
             "TOKENHELPER_WRITE_BACK": "true" if write_back else "false",
             "TOKENHELPER_PORT": str(port),
         },
+        secret_files={"TOKENHELPER_API_TOKEN_FILE": TOKENHELPER_TOKEN_KEY,
+                      "TOKENHELPER_CLIENT_SECRET_FILE": CLIENT_SECRET_FILE_NAME},
         run_as_user=uid,
         mounts_shared_dir=True,
+        socket_setting="TOKENHELPER_SOCKET",
+        url_env=TOKEN_URL_ENV,
     ))
     plan.shared_dir = run_dir
     plan.notebook_env.update({
-        "BEARER_TOKEN_FILE": f"{run_dir}/bt_u{uid}",
-        "OIDC_SOCK": f"{run_dir}/oidc-agent.sock",
-        "JUPYTERHUB_SIDECARS_ARC_CERT": f"{run_dir}/arc-placeholder-cert.pem",
-        "JUPYTERHUB_SIDECARS_ARC_KEY": f"{run_dir}/arc-placeholder-key.pem",
-        "JUPYTERHUB_SIDECARS_TOKEN_URL": f"http://127.0.0.1:{port}",
+        BEARER_TOKEN_FILE_ENV: f"{run_dir}/{bearer_token_name(uid)}",
+        OIDC_SOCK_ENV: f"{run_dir}/{AGENT_SOCKET_NAME}",
+        ARC_CERT_ENV: f"{run_dir}/{ARC_CERT_NAME}",
+        ARC_KEY_ENV: f"{run_dir}/{ARC_KEY_NAME}",
+        TOKEN_URL_ENV: f"http://127.0.0.1:{port}",
     })
 
 
@@ -238,18 +266,62 @@ def describe_for_metrics(plan: SidecarPlan, profile: Profile | None, limit: floa
         plan.pod_annotations[WALLTIME_DEADLINE_ANNOTATION] = deadline.isoformat()
 
 
-def post_stop_hook(spawner: Any) -> None:
-    """Revoke every token minted for this server (``Spawner.post_stop_hook``)."""
+async def post_stop_hook(spawner: Any) -> None:
+    """Revoke every token minted for this server and delete its Secret
+    (``Spawner.post_stop_hook``; also after a hub restart: both are found by name)."""
     revoke_tokens(spawner, "walltime")
     revoke_tokens(spawner, "tokenhelper")
+    if _on_kubernetes(spawner):
+        await _delete_secret(spawner)
 
 
 def modify_pod_hook(spawner: Any, pod: Any) -> Any:
-    """Add the planned sidecars to the pod (``KubeSpawner.modify_pod_hook``)."""
+    """Add the plan to the pod (``KubeSpawner.modify_pod_hook``)."""
     plan = getattr(spawner, PLAN_ATTRIBUTE, None)
     if plan is None:
         return pod
-    return apply_to_pod(plan, pod, Sidecars(parent=spawner).container_settings())
+    if plan.secrets and getattr(spawner, "api_token", None):
+        plan.secrets[NOTEBOOK_TOKEN_KEY] = spawner.api_token  # by reference, not by value
+    return apply_to_pod(plan, pod, Sidecars(parent=spawner).container_settings(),
+                        secret_name(spawner.pod_name))
+
+
+async def after_pod_created_hook(spawner: Any, pod: dict[str, Any]) -> None:
+    """Create the server's Secret, owned by the pod (``KubeSpawner.after_pod_created_hook``).
+
+    The pod's containers wait for the Secret's files; if the hub dies, the garbage collector
+    deletes the Secret with the pod. An error here makes KubeSpawner remove the pod.
+    """
+    plan = getattr(spawner, PLAN_ATTRIBUTE, None)
+    if plan is None or not plan.secrets:
+        return
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    manifest = secret_manifest(plan, secret_name(spawner.pod_name), pod)
+    try:
+        await spawner.api.create_namespaced_secret(spawner.namespace, manifest)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        # Left from a start the hub did not see through: replace it (secrets cannot be
+        # patched with the hub's Role, and this one must be owned by the new pod).
+        await _delete_secret(spawner)
+        await spawner.api.create_namespaced_secret(spawner.namespace, manifest)
+
+
+async def _delete_secret(spawner: Any) -> None:
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    try:
+        await spawner.api.delete_namespaced_secret(secret_name(spawner.pod_name),
+                                                   spawner.namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def _on_kubernetes(spawner: Any) -> bool:
+    return hasattr(spawner, "pod_name") and hasattr(spawner, "api")
 
 
 def revoke_tokens(spawner: Any, service: str) -> int:
@@ -273,9 +345,10 @@ def record_walltime(spawner: Any, limit: float | None) -> None:
     Always overwritten (or removed, for no limit) here: a value a user sends when starting a
     server, or one left from the server's previous start, has no effect.
     """
-    options = {k: v for k, v in (spawner.user_options or {}).items() if k != USER_OPTIONS_KEY}
+    options = {k: v for k, v in (spawner.user_options or {}).items()
+               if k != WALLTIME_USER_OPTION}
     if limit is not None:
-        options[USER_OPTIONS_KEY] = limit
+        options[WALLTIME_USER_OPTION] = limit
     spawner.user_options = options
     spawner.orm_spawner.user_options = dict(options)
     spawner.user.db.commit()
@@ -325,6 +398,8 @@ def install(c: Any) -> None:
         if klass == "Spawner" or "post_stop_hook" in section:
             section.post_stop_hook = _chain(section.get("post_stop_hook"), post_stop_hook)
     c.KubeSpawner.modify_pod_hook = _chain(c.KubeSpawner.get("modify_pod_hook"), modify_pod_hook)
+    c.KubeSpawner.after_pod_created_hook = _chain(c.KubeSpawner.get("after_pod_created_hook"),
+                                                  after_pod_created_hook)
     # The spawn page shows each profile's limits, generated from the keys that set them.
     profiles = c.KubeSpawner.get("profile_list")
     if isinstance(profiles, list):

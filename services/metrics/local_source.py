@@ -14,16 +14,16 @@ from datetime import datetime
 
 import httpx
 
+from services.contract import PROFILE_ENV, WALLTIME_URL_ENV
 from services.metrics.cgroups import CgroupStats, read_text
 from services.metrics.gpu import GpuReader, GpuSnapshot
 from services.metrics.model import ContainerUsage, GpuUse, NodeUsage, ServerRef, Walltime
 from services.metrics.procs import Process, descendants, environ, process_table
+from services.runtime import sidecar_urls
 
 log = logging.getLogger(__name__)
 
 SERVER_COMMANDS = (b"jupyterhub-singleuser", b"jupyterhub.singleuser")
-WALLTIME_URL_ENV = "JUPYTERHUB_SIDECARS_WALLTIME_URL"
-PROFILE_ENV = "JUPYTERHUB_SIDECARS_PROFILE"
 
 
 def tree_stats(processes: list[Process], env: dict[str, str]) -> CgroupStats:
@@ -41,7 +41,7 @@ class LocalSource:
                  walltime_timeout: float = 1.0) -> None:
         self._proc = proc_root.rstrip("/")
         self._gpu = gpu
-        self._http = httpx.Client(timeout=walltime_timeout)
+        self._timeout = walltime_timeout
 
     def read(self) -> NodeUsage:
         table = process_table(self._proc)
@@ -67,7 +67,7 @@ class LocalSource:
         return usage
 
     def close(self) -> None:
-        self._http.close()
+        """Nothing stays open: each walltime is read over a connection of its own."""
 
     def _is_server(self, pid: int) -> bool:
         cmdline = (read_text(f"{self._proc}/{pid}/cmdline") or "").encode()
@@ -75,7 +75,8 @@ class LocalSource:
 
     def _walltime(self, ref: ServerRef, url: str) -> Walltime | None:
         try:
-            response = self._http.get(url.rstrip("/") + "/status")
+            with sidecar_urls.client(url, timeout=self._timeout) as client:
+                response = client.get(sidecar_urls.http_url(url, "/status"))
             body = response.json() if response.status_code == 200 else None
             if body is None:
                 return None

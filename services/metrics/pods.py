@@ -13,15 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from services.contract import (
+    PROFILE_ANNOTATION,
+    WALLTIME_DEADLINE_ANNOTATION,
+    WALLTIME_LIMIT_ANNOTATION,
+)
 from services.metrics.podmap import runtime_container_id
 
 log = logging.getLogger(__name__)
 
 USER_KEY = "hub.jupyter.org/username"
 SERVER_KEY = "hub.jupyter.org/servername"
-PROFILE_ANNOTATION = "jupyterhub-sidecars/profile"
-WALLTIME_LIMIT_ANNOTATION = "jupyterhub-sidecars/walltime-limit-seconds"
-WALLTIME_DEADLINE_ANNOTATION = "jupyterhub-sidecars/walltime-deadline"
 
 
 @dataclass(frozen=True)

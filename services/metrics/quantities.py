@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from services.runtime.quantities import parse_bytes
 
-__all__ = ["GPU_LIMIT_ENV", "parse_bytes", "parse_per_unit"]
+__all__ = ["parse_bytes", "parse_per_unit"]
 
 # The notebook's GPU memory limit, from a profile's ``gpu_memory`` (set by the hooks).
-GPU_LIMIT_ENV = "JUPYTERHUB_SIDECARS_GPU_MEMORY_LIMIT"
 
 
 def parse_per_unit(text: str | dict[str, int]) -> dict[str, int]:

@@ -11,7 +11,6 @@ import json
 import time
 from typing import Any
 
-import httpx
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
@@ -32,8 +31,8 @@ class StatusHandler(APIHandler):
 
 class _Cache:
     """A plain module extension gets no stop hook from jupyter_server, so it keeps nothing
-    open between readings: each reading (at most one per ``CACHE_SECONDS``) opens and closes
-    its own HTTP client."""
+    open between readings: each walltime reading (at most one per ``CACHE_SECONDS``) opens and
+    closes its own HTTP client."""
 
     def __init__(self, reader: StatusReader) -> None:
         self.reader = reader
@@ -45,8 +44,7 @@ class _Cache:
         async with self._lock:
             if self._value is None or time.monotonic() - self._at > CACHE_SECONDS:
                 usage = await asyncio.to_thread(self.reader.read_usage)
-                async with httpx.AsyncClient() as client:
-                    usage["walltime"] = await self.reader.read_walltime(client)
+                usage["walltime"] = await self.reader.read_walltime()
                 self._value, self._at = usage, time.monotonic()
             return self._value
 

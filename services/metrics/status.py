@@ -18,13 +18,14 @@ from typing import Any
 
 import httpx
 
+from services.contract import GPU_LIMIT_ENV, USAGE_SCOPE_ENV, WALLTIME_URL_ENV
 from services.metrics.cgroups import CgroupStats, OwnCgroup, own_cgroup
 from services.metrics.gpu import GpuReader, GpuSnapshot
-from services.metrics.local_source import SERVER_COMMANDS, WALLTIME_URL_ENV, tree_stats
+from services.metrics.local_source import SERVER_COMMANDS, tree_stats
 from services.metrics.procs import Process, descendants, process_table
-from services.metrics.quantities import GPU_LIMIT_ENV, parse_bytes
+from services.metrics.quantities import parse_bytes
+from services.runtime import sidecar_urls
 
-SCOPE_ENV = "JUPYTERHUB_SIDECARS_USAGE_SCOPE"
 WALLTIME_TIMEOUT = 1.0
 
 
@@ -49,12 +50,12 @@ class StatusReader:
 
     @property
     def walltime_url(self) -> str | None:
-        url = self.env.get(WALLTIME_URL_ENV)
-        return url.rstrip("/") + "/status" if url else None
+        """The walltime sidecar (http, or http+unix on one machine)."""
+        return self.env.get(WALLTIME_URL_ENV) or None
 
     def read_usage(self) -> dict[str, Any]:
         """Memory, CPU and GPU; file and NVML reads, so call it from a thread."""
-        tree = self._server_tree() if self.env.get(SCOPE_ENV) == "process-tree" else None
+        tree = self._server_tree() if self.env.get(USAGE_SCOPE_ENV) == "process-tree" else None
         stats, source = self._stats(tree)
         limit, limit_source = stats.memory_limit_bytes, "cgroup"
         if limit is None and source == "cgroup" and self.env.get("MEM_LIMIT"):
@@ -127,21 +128,25 @@ class StatusReader:
                           for p in mine],
         }
 
-    async def read_walltime(self, client: httpx.AsyncClient) -> dict[str, Any] | None:
-        if self.walltime_url is None:
+    async def read_walltime(self) -> dict[str, Any] | None:
+        url = self.walltime_url
+        if url is None:
             return None
         try:
-            response = await client.get(self.walltime_url, timeout=WALLTIME_TIMEOUT)
-            body: dict[str, Any] = response.json()
+            async with sidecar_urls.async_client(url, timeout=WALLTIME_TIMEOUT) as client:
+                body: dict[str, Any] = (await client.get(
+                    sidecar_urls.http_url(url, "/status"))).json()
             return body
         except (httpx.HTTPError, ValueError):
             return {"state": "unavailable"}
 
     def read_walltime_sync(self) -> dict[str, Any] | None:
-        if self.walltime_url is None:
+        url = self.walltime_url
+        if url is None:
             return None
         try:
-            body: dict[str, Any] = httpx.get(self.walltime_url, timeout=WALLTIME_TIMEOUT).json()
+            with sidecar_urls.client(url, timeout=WALLTIME_TIMEOUT) as client:
+                body: dict[str, Any] = client.get(sidecar_urls.http_url(url, "/status")).json()
             return body
         except (httpx.HTTPError, ValueError):
             return {"state": "unavailable"}

@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode
 
 from services.runtime.durations import parse_duration, parse_duration_list
+from services.runtime.privileges import parse_ids
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 DurationList = Annotated[tuple[float, ...], NoDecode, BeforeValidator(parse_duration_list)]
@@ -134,3 +135,24 @@ def _is_secret(model: type[BaseSettings], field: str) -> bool:
 def exit_on_settings_error(service: str, error: SettingsError) -> NoReturn:
     print(f"jupyterhub-sidecars {service}: {error}", file=sys.stderr)
     raise SystemExit(SETTINGS_ERROR_EXIT)
+
+
+class ProcessIsolation(BaseSettings):
+    """How a sidecar keeps to its user when it runs as a local process (the embedded
+    default) rather than as a container of the user's pod: it listens on a UNIX socket only
+    that user may open, and, started as root, drops to its own ids once its credential files
+    are read and its sockets bound. In a pod none of these are set."""
+
+    socket: Path | None = Field(None, description="listen on this UNIX socket (mode 0600) "
+                                                  "instead of host:port")
+    socket_owner: int | None = Field(None, ge=1, description="uid that owns the socket (the "
+                                                             "notebook user's)")
+    run_as: str = Field("", description="uid:gid[:groups] to switch to after start, when "
+                                        "started as root")
+
+    def isolation_ids(self) -> tuple[int, int, tuple[int, ...]] | None:
+        """(uid, gid, groups) of ``run_as``; a bad value is a ValueError naming it."""
+        if not self.run_as:
+            return None
+        prefix = str(self.model_config.get("env_prefix", "")).upper()
+        return parse_ids(self.run_as, f"{prefix}RUN_AS")

@@ -10,17 +10,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import ssl
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from services.runtime.privileges import drop_privileges
+from services.runtime.settings import ProcessIsolation
+
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], bool]
+
+
+def isolate(settings: ProcessIsolation, setting: str) -> Callable[[], None]:
+    """``before_serving`` for a sidecar: switch to its ``run_as`` ids (when root)."""
+    def drop() -> None:
+        ids = settings.isolation_ids()
+        if ids is not None:
+            drop_privileges(*ids, setting=setting)
+            log.info("running as", extra={"uid": ids[0], "gid": ids[1]})
+    return drop
+
+
+def restrict_socket(path: Path, owner: int | None) -> None:
+    """A UNIX socket's mode is its access control: 0600, and the owner's (as root)."""
+    path.chmod(0o600)
+    if owner is not None and os.geteuid() == 0:
+        os.chown(path, owner, -1)
 
 
 def make_app(registry: CollectorRegistry, healthy: HealthCheck | None = None,
@@ -61,17 +83,34 @@ async def run_service(
     port: int,
     shutdown_timeout: float = 5.0,
     ssl_context: ssl.SSLContext | None = None,
+    unix_socket: Path | None = None,
+    socket_owner: int | None = None,
+    before_serving: Callable[[], None] | None = None,
 ) -> int:
     """Serve ``app`` and run ``main`` until it returns or a stop signal arrives.
 
-    Returns ``main``'s exit status, or 0 after a signal (a requested stop is not an error).
+    With ``unix_socket`` the service listens there instead of ``host:port`` (mode 0600, owned
+    by ``socket_owner``: the one user who may connect). ``before_serving`` runs once the
+    socket is bound, before anything is served: where a service started as root drops its
+    privileges. Returns ``main``'s exit status, or 0 after a signal (a requested stop is not
+    an error).
     """
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
                            shutdown_timeout=shutdown_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
-    await site.start()
-    log.info("listening", extra={"host": host, "port": port})
+    site: web.BaseSite
+    if unix_socket is not None:
+        await asyncio.to_thread(unix_socket.unlink, missing_ok=True)
+        site = web.UnixSite(runner, str(unix_socket))
+        await site.start()
+        await asyncio.to_thread(restrict_socket, unix_socket, socket_owner)
+        log.info("listening", extra={"socket": str(unix_socket)})
+    else:
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
+        await site.start()
+        log.info("listening", extra={"host": host, "port": port})
+    if before_serving is not None:
+        before_serving()
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -18,7 +18,7 @@ from services.runtime.settings import (
     exit_on_settings_error,
     load_settings,
 )
-from services.runtime.webapp import make_app, run_service
+from services.runtime.webapp import isolate, make_app, run_service
 from services.tokenhelper.agent_socket import AgentSocket
 from services.tokenhelper.arc import write_placeholder
 from services.tokenhelper.bearer_file import prepare_run_dir, write_token_async
@@ -91,7 +91,10 @@ async def _run(settings: TokenhelperSettings) -> int:
                 return await keep_fresh(broker, refreshes)
 
         try:
-            return await run_service(app, main, host=settings.host, port=settings.port)
+            return await run_service(app, main, host=settings.host, port=settings.port,
+                                     unix_socket=settings.socket,
+                                     socket_owner=settings.socket_owner or settings.owner_uid,
+                                     before_serving=isolate(settings, "TOKENHELPER_RUN_AS"))
         finally:
             if writer is not None:
                 await _last_write_back(writer, settings.user)

@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from services.runtime.settings import Duration, LogLevel, secret_from
+from services.contract import TOKENHELPER_PORT
+from services.runtime.settings import Duration, LogLevel, ProcessIsolation, secret_from
 
-DEFAULT_PORT = 8767
+DEFAULT_PORT = TOKENHELPER_PORT
 
 
-class TokenhelperSettings(BaseSettings):
+class TokenhelperSettings(ProcessIsolation):
     model_config = SettingsConfigDict(env_prefix="TOKENHELPER_", extra="ignore",
                                       populate_by_name=True)
 
@@ -55,11 +56,19 @@ class TokenhelperSettings(BaseSettings):
         self.api_token = secret_from(self.api_token, self.api_token_file, "TOKENHELPER_API_TOKEN")
         self.client_secret = secret_from(self.client_secret, self.client_secret_file,
                                          "TOKENHELPER_CLIENT_SECRET")
+        ids = self.isolation_ids()
+        if ids is not None and self.uid is not None and self.uid != ids[0]:
+            raise ValueError(f"TOKENHELPER_UID={self.uid} differs from TOKENHELPER_RUN_AS "
+                             f"{self.run_as!r}: the files it writes are the run_as user's")
         return self
 
     @property
     def owner_uid(self) -> int:
-        return self.uid if self.uid is not None else os.geteuid()
+        """Whose the token file and the socket are: the notebook user's."""
+        ids = self.isolation_ids()
+        if self.uid is not None:
+            return self.uid
+        return ids[0] if ids is not None else os.geteuid()
 
     @property
     def agent_socket(self) -> Path:

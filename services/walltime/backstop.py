@@ -13,9 +13,10 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter
 
+from services.contract import WALLTIME_USER_OPTION
 from services.hub.client import HubAuthError, HubClient, HubError, ServerModel
 from services.runtime.retry import Backoff
-from services.walltime.countdown import USER_OPTIONS_KEY, Countdown, utcnow
+from services.walltime.countdown import Countdown, utcnow
 from services.walltime.metrics import PREFIX
 from services.walltime.settings import BackstopSettings
 
@@ -38,7 +39,7 @@ class Backstop:
             yield user, server, countdown
 
     def limit_of(self, server: ServerModel) -> float | None:
-        recorded = server.user_options.get(USER_OPTIONS_KEY)
+        recorded = server.user_options.get(WALLTIME_USER_OPTION)
         if recorded is not None:
             try:
                 value = float(recorded)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # Recorded by the hub hook in the server's user_options, so the backstop knows each limit.
-USER_OPTIONS_KEY = "walltime_seconds"
 
 
 class State(enum.StrEnum):

@@ -15,7 +15,7 @@ from services.runtime.settings import (
     exit_on_settings_error,
     load_settings,
 )
-from services.runtime.webapp import make_app, run_service
+from services.runtime.webapp import isolate, make_app, run_service
 from services.walltime.backstop import Backstop
 from services.walltime.metrics import WalltimeCollector, hub_request_counter
 from services.walltime.settings import BackstopSettings, SidecarSettings
@@ -54,7 +54,10 @@ async def _sidecar(settings: SidecarSettings) -> int:
         registry.register(WalltimeCollector(sidecar.countdowns))
         app = make_app(registry)
         add_routes(app, sidecar)
-        return await run_service(app, sidecar.run, host=settings.host, port=settings.port)
+        return await run_service(app, sidecar.run, host=settings.host, port=settings.port,
+                                 unix_socket=settings.socket,
+                                 socket_owner=settings.socket_owner,
+                                 before_serving=isolate(settings, "WALLTIME_RUN_AS"))
 
 
 async def _backstop(settings: BackstopSettings) -> int:

@@ -8,9 +8,16 @@ from typing import Self
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.runtime.settings import Duration, DurationList, LogLevel, secret_from
+from services.contract import WALLTIME_PORT
+from services.runtime.settings import (
+    Duration,
+    DurationList,
+    LogLevel,
+    ProcessIsolation,
+    secret_from,
+)
 
-DEFAULT_PORT = 8765
+DEFAULT_PORT = WALLTIME_PORT
 
 
 class _HubAccess(BaseSettings):
@@ -42,7 +49,7 @@ class _HubAccess(BaseSettings):
         return self.api_token.get_secret_value()
 
 
-class SidecarSettings(_HubAccess):
+class SidecarSettings(_HubAccess, ProcessIsolation):
     """One server's countdown, running beside its notebook."""
 
     user: str = Field(validation_alias="JUPYTERHUB_USER", min_length=1,
@@ -52,6 +59,11 @@ class SidecarSettings(_HubAccess):
     limit: Duration = Field(description="time limit of the session: 90s, 30m, 12h, 1d")
     warn: DurationList = Field((600.0, 60.0),
                                description="warn this long before the end: e.g. 10m,1m")
+
+    @model_validator(mode="after")
+    def _check_isolation(self) -> Self:
+        self.isolation_ids()
+        return self
 
 
 class BackstopSettings(_HubAccess):

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from prometheus_client import CollectorRegistry
 
 from services.kubepie.fileserver.app import build_app
-from services.kubepie.fileserver.privileges import PrivilegeError, drop_privileges
 from services.kubepie.fileserver.settings import FileserverSettings
 from services.runtime.logs import configure_logging
+from services.runtime.privileges import PrivilegeError, drop_privileges
 from services.runtime.settings import (
     SETTINGS_ERROR_EXIT,
     SettingsError,

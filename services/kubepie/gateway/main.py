@@ -40,7 +40,7 @@ async def _backend(settings: GatewaySettings) -> tuple[Backend, KeyStore]:
         from services.kubepie.gateway.backends.kubernetes import connect
         return await connect(settings)
     from services.kubepie.gateway.backends.local import LocalBackend
-    return (LocalBackend(settings.mount_templates, log_level=settings.log_level),
+    return (LocalBackend(settings.storage, log_level=settings.log_level),
             SqliteKeyStore(settings.key_store))
 
 

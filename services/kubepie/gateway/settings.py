@@ -11,11 +11,14 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.identity.settings import IdentitySettings
-from services.kubepie.gateway.mounts import MountTemplates
 from services.kubepie.gateway.token_kind import AccessTokenCheck
 from services.runtime.settings import Duration, LogLevel, secret_from
+from services.storage.definition import StorageDefinition
 
 DEFAULT_PORT = 8780
+# Without a storage file: each user's home folder on this machine, /home/<username>.
+LOCAL_HOMES = {"volumes": [{"name": "homes", "hostPath": {"path": "/home"}}],
+               "mounts": [{"name": "home", "volume": "homes", "subPath": "{username}"}]}
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
               "ES512", "EdDSA")
 
@@ -70,11 +73,10 @@ class GatewaySettings(IdentitySettings):
     # -- file servers ----------------------------------------------------------------------
     backend: Literal["local", "kubernetes"] = Field("local", description="where file "
                                                     "servers run: local processes or pods")
-    mounts: str = Field("home=/home/{username}", description="folders each user gets, "
-                        "name=/folder with {username} {uid} {gid}")
-    group_mounts: str = Field("", description="folder of each mapped group, e.g. "
-                                              "/groups/{group}, served at /groups/<group>/")
-    read_only: str = Field("", description="mount names served read-only, e.g. data")
+    storage_file: Path | None = Field(None, description="YAML: the users' folders (volumes "
+                                      "and mounts), the same definition as the hub's "
+                                      "(docs/storage.md); default: each user's /home/"
+                                      "<username> (local backend)")
     idle_timeout: Duration = Field(900.0, description="stop a user's file server after "
                                                       "this long without requests")
     start_timeout: Duration = Field(120.0, description="longest wait for a file server "
@@ -86,8 +88,6 @@ class GatewaySettings(IdentitySettings):
                                                       "service account)")
     pod_image: str = Field("", description="file server image, e.g. "
                                            "registry.example.org/kubepie-fileserver:0.1.0")
-    pod_storage_file: Path | None = Field(None, description="YAML: volumes and mounts of "
-                                                            "the file server pods (see docs)")
     pod_port: int = Field(8770, ge=1, le=65535, description="port file server pods listen on")
     pod_memory_limit: str = Field("512Mi", description="memory limit of a file server pod")
     identity_key_file: Path | None = Field(None, description="PEM private key signing pod "
@@ -116,11 +116,15 @@ class GatewaySettings(IdentitySettings):
         if bad or not self.algorithm_list:
             raise ValueError(f"KUBEPIE_ALGORITHMS: {', '.join(sorted(bad)) or 'empty'} not "
                              f"accepted; choose from {', '.join(ALGORITHMS)}")
-        self._mounts = MountTemplates.parse(self.mounts, self.group_mounts, self.read_only)
+        try:
+            self._storage = (StorageDefinition.load(self.storage_file) if self.storage_file
+                             else StorageDefinition.parse(LOCAL_HOMES))
+        except ValueError as exc:
+            raise ValueError(f"KUBEPIE_STORAGE_FILE: {exc}") from None
         if self.backend == "kubernetes":
             missing = [name for name, value in (
                 ("KUBEPIE_POD_IMAGE", self.pod_image),
-                ("KUBEPIE_POD_STORAGE_FILE", self.pod_storage_file),
+                ("KUBEPIE_STORAGE_FILE", self.storage_file),
                 ("KUBEPIE_IDENTITY_KEY_FILE", self.identity_key_file)) if not value]
             if missing:
                 raise ValueError(f"KUBEPIE_BACKEND=kubernetes needs {', '.join(missing)}")
@@ -136,8 +140,8 @@ class GatewaySettings(IdentitySettings):
         return values or (self.public_url.rstrip("/"), self.public_url.rstrip("/") + "/")
 
     @property
-    def mount_templates(self) -> MountTemplates:
-        return self._mounts
+    def storage(self) -> StorageDefinition:
+        return self._storage
 
     @property
     def secure_cookies(self) -> bool:

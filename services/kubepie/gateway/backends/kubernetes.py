@@ -30,7 +30,6 @@ from services.kubepie.gateway.backends.podspec import (
     LAST_USED,
     SELECTOR,
     PodSettings,
-    Storage,
     build_pod,
     is_finished,
     is_ready,
@@ -40,6 +39,7 @@ from services.kubepie.gateway.servers import Endpoint, StartFailed
 from services.kubepie.gateway.settings import GatewaySettings
 from services.kubepie.pod_identity import load_key, sign
 from services.runtime.kube_watch import PodWatcher
+from services.storage.definition import StorageDefinition
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,7 +98,7 @@ class PodTable:
 class KubernetesBackend:
     name = "kubernetes"
 
-    def __init__(self, api: Any, *, pods: PodSettings, storage: Storage,
+    def __init__(self, api: Any, *, pods: PodSettings, storage: StorageDefinition,
                  identity_key: Any, token_secret: bytes, owner: dict[str, Any] | None,
                  idle_timeout: float, api_client: Any = None) -> None:
         self._api = api
@@ -243,9 +243,8 @@ async def connect(settings: GatewaySettings) -> tuple[KubernetesBackend, KeyStor
         owner = {"apiVersion": "apps/v1", "kind": "Deployment",
                  "name": deployment.metadata.name, "uid": deployment.metadata.uid,
                  "blockOwnerDeletion": False, "controller": False}
-    assert settings.pod_storage_file is not None and settings.identity_key_file is not None
-    assert settings.session_secret is not None
-    storage = await asyncio.to_thread(Storage.load, settings.pod_storage_file)
+    assert settings.identity_key_file is not None and settings.session_secret is not None
+    storage = settings.storage
     key = await asyncio.to_thread(load_key, settings.identity_key_file)
     backend = KubernetesBackend(
         core, pods=PodSettings(namespace=namespace, image=settings.pod_image,

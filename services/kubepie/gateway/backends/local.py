@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 
 from services.identity.claims import Identity
-from services.kubepie.gateway.mounts import MountTemplates
 from services.kubepie.gateway.servers import Endpoint, StartFailed
+from services.storage.definition import StorageDefinition
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 class LocalBackend:
     name = "local"
 
-    def __init__(self, mounts: MountTemplates, *, log_level: str = "INFO",
+    def __init__(self, storage: StorageDefinition, *, log_level: str = "INFO",
                  stop_timeout: float = 10.0) -> None:
-        self._mounts = mounts
+        self._storage = storage
         self._log_level = log_level
         self._stop_timeout = stop_timeout
         self._processes: dict[str, asyncio.subprocess.Process] = {}
@@ -43,14 +43,13 @@ class LocalBackend:
                         "the user's uid", os.geteuid())
 
     async def start(self, identity: Identity) -> Endpoint:
-        mounts = await asyncio.to_thread(_existing, self._mounts.expand(identity))
+        mounts = await asyncio.to_thread(self._existing, identity)
         if not mounts:
             raise StartFailed(f"none of {identity.username}'s folders exist")
-        names = {n for n, _ in mounts}
         port, token = _free_port(), secrets.token_urlsafe(32)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-               "FILESERVER_MOUNTS": ",".join(f"{n}={f}" for n, f in mounts),
-               "FILESERVER_READ_ONLY": ",".join(sorted(self._mounts.read_only & names)),
+               "FILESERVER_MOUNTS": ",".join(f"{n}={f}" for n, f, _ in mounts),
+               "FILESERVER_READ_ONLY": ",".join(n for n, _, read_only in mounts if read_only),
                "FILESERVER_HOST": "127.0.0.1", "FILESERVER_PORT": str(port),
                "FILESERVER_ACCESS_TOKEN": token, "FILESERVER_LOG_LEVEL": self._log_level}
         if os.geteuid() == 0:
@@ -96,10 +95,17 @@ class LocalBackend:
     async def close(self) -> None:
         await self._http.aclose()
 
+    def _existing(self, identity: Identity) -> list[tuple[str, str, bool]]:
+        """(name, folder, read-only) of the identity's folders that exist here (a user may
+        have no folder in some group share)."""
+        found = []
+        for folder in self._storage.folders(identity):
+            local = self._storage.local_folder(folder)
+            if Path(local).is_dir():
+                found.append((folder.name, local, folder.read_only))
+        return found
 
-def _existing(mounts: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The mounts whose folder exists (a user may have no folder in some group share)."""
-    return [(name, folder) for name, folder in mounts if Path(folder).is_dir()]
+
 
 
 def _free_port() -> int:

@@ -1,18 +1,7 @@
-"""The Pod of one user's file server, built from the identity and the operator's storage file.
-
-Storage file (``KUBEPIE_POD_STORAGE_FILE``, YAML; ``{username}``, ``{uid}``, ``{gid}`` and, in
-``groupMounts``, ``{group}`` are filled in)::
-
-    volumes:                      # pod volumes, exactly as in a Pod spec
-      - name: homes
-        persistentVolumeClaim: {claimName: homes}
-      - name: groups
-        nfs: {server: nfs.example.org, path: /export/groups}
-    mounts:                       # served at /<name>/
-      - {name: home, volume: homes, subPath: "{username}"}
-      - {name: data, volume: homes, subPath: shared, readOnly: true}
-    groupMounts:                  # one per mapped group, served at /groups/<group>/
-      {volume: groups, subPath: "{group}"}
+"""The Pod of one user's file server, built from the identity and the storage definition
+(``KUBEPIE_STORAGE_FILE``: the same document the hub mounts the notebook's folders from,
+services/storage/definition.py). Each folder is mounted at ``/srv/kubepie/<name>`` and served
+at ``/<name>/`` (groups at ``/groups/<group>/``).
 """
 
 from __future__ import annotations
@@ -22,12 +11,10 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from services.identity.claims import Identity
+from services.storage.definition import StorageDefinition
 
 APP_LABEL = "kubepie-fileserver"
 MANAGED_BY = "kubepie-gateway"
@@ -35,81 +22,16 @@ USER_LABEL = "kubepie.io/user"
 LAST_USED = "kubepie.io/last-used"
 SELECTOR = f"app.kubernetes.io/name={APP_LABEL},app.kubernetes.io/managed-by={MANAGED_BY}"
 MOUNT_ROOT = "/srv/kubepie"
-FIELD = re.compile(r"\{(\w+)\}")
 
 
-@dataclass(frozen=True)
-class Storage:
-    volumes: tuple[dict[str, Any], ...]
-    mounts: tuple[dict[str, Any], ...]
-    group_mount: dict[str, Any] | None
-
-    @classmethod
-    def load(cls, path: Path) -> Storage:
-        try:
-            document = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"{path}: {exc}") from None
-        if not isinstance(document, dict):
-            raise ValueError(f"{path}: expected a mapping with volumes, mounts, groupMounts")
-        return cls.parse(document, str(path))
-
-    @classmethod
-    def parse(cls, document: dict[str, Any], where: str = "storage") -> Storage:
-        unknown = set(document) - {"volumes", "mounts", "groupMounts"}
-        if unknown:
-            raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r}")
-        volumes = tuple(document.get("volumes") or [])
-        names = {v.get("name") for v in volumes if isinstance(v, dict)}
-        if len(names) != len(volumes) or None in names:
-            raise ValueError(f"{where}: every volume needs a distinct name")
-        mounts = tuple(document.get("mounts") or [])
-        group = document.get("groupMounts")
-        for mount in (*mounts, *([group] if group else [])):
-            if not isinstance(mount, dict) or mount.get("volume") not in names:
-                raise ValueError(f"{where}: mount {mount!r} names no volume of 'volumes'")
-            extra = set(mount) - {"name", "volume", "subPath", "readOnly"}
-            if extra:
-                raise ValueError(f"{where}: mount {mount!r}: unknown key {sorted(extra)[0]!r}")
-        for mount in mounts:
-            if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", str(mount.get("name", ""))):
-                raise ValueError(f"{where}: mount {mount!r} needs a name like home or data")
-        if not mounts and not group:
-            raise ValueError(f"{where}: give at least one mount")
-        return cls(volumes, mounts, group)
-
-    def expand(self, identity: Identity) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
-                                                  list[tuple[str, str, bool]]]:
-        """Pod volumes, container volumeMounts and (fileserver name, path, read-only)."""
-        values = {"username": identity.username, "uid": str(identity.uid),
-                  "gid": str(identity.gid)}
-        volumes = [_fill(v, values) for v in self.volumes]
-        wanted = [(str(m["name"]), m, values) for m in self.mounts]
-        if self.group_mount:
-            wanted += [(f"group-{g}", self.group_mount, {**values, "group": g})
-                       for g in identity.groups]
-        mounts, served = [], []
-        for name, mount, fill in wanted:
-            path = f"{MOUNT_ROOT}/{name}"
-            entry: dict[str, Any] = {"name": mount["volume"], "mountPath": path}
-            if mount.get("subPath"):
-                entry["subPath"] = _fill(str(mount["subPath"]), fill)
-            read_only = bool(mount.get("readOnly", False))
-            if read_only:
-                entry["readOnly"] = True
-            mounts.append(entry)
-            served.append((name, path, read_only))
-        return volumes, mounts, served
-
-
-def _fill(value: Any, values: dict[str, str]) -> Any:
-    if isinstance(value, str):
-        return FIELD.sub(lambda m: values.get(m.group(1), m.group(0)), value)
-    if isinstance(value, list):
-        return [_fill(v, values) for v in value]
-    if isinstance(value, dict):
-        return {k: _fill(v, values) for k, v in value.items()}
-    return value
+def served_folders(storage: StorageDefinition, identity: Identity
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                              list[tuple[str, str, bool]]]:
+    """Pod volumes, container volumeMounts and (file server name, path, read-only)."""
+    folders = storage.folders(identity)
+    mounts = [f.volume_mount(f"{MOUNT_ROOT}/{f.name}") for f in folders]
+    served = [(f.name, f"{MOUNT_ROOT}/{f.name}", f.read_only) for f in folders]
+    return storage.pod_volumes(identity), mounts, served
 
 
 def pod_name(identity: Identity) -> str:
@@ -131,9 +53,10 @@ class PodSettings:
     service_account: str | None = None
 
 
-def build_pod(identity: Identity, *, name: str, settings: PodSettings, storage: Storage,
-              token: str, signed_identity: str, owner: dict[str, Any] | None) -> dict[str, Any]:
-    volumes, volume_mounts, served = storage.expand(identity)
+def build_pod(identity: Identity, *, name: str, settings: PodSettings,
+              storage: StorageDefinition, token: str, signed_identity: str,
+              owner: dict[str, Any] | None) -> dict[str, Any]:
+    volumes, volume_mounts, served = served_folders(storage, identity)
     env = [
         {"name": "FILESERVER_MOUNTS", "value": ",".join(f"{n}={p}" for n, p, _ in served)},
         {"name": "FILESERVER_READ_ONLY", "value": ",".join(n for n, _, ro in served if ro)},

@@ -1,0 +1,105 @@
+"""``c.Sidecars``: how the hooks equip each server (values.yaml ``hub.config.Sidecars``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from traitlets import Bool, Dict, Integer, Unicode, Union
+from traitlets.config import Configurable
+
+from services.contract import RUN_DIR, TOKENHELPER_PORT, WALLTIME_PORT
+from services.hub.plan import ContainerSettings
+from services.identity.claims import ClaimMapping
+from services.identity.settings import DEFAULTS, HELP, mapping_from
+from services.storage.definition import StorageDefinition
+
+
+class Sidecars(Configurable):
+    """``c.Sidecars.*``: how the hooks equip each server."""
+
+    walltime_default = Unicode(
+        "", config=True,
+        help="Walltime for servers whose profile sets none (90s, 30m, 12h, 1d); empty = no limit.")
+    walltime_warn = Unicode(
+        "10m,1m", config=True, help="Warn the user this long before the end (comma-separated).")
+    walltime_token_margin = Unicode(
+        "10m", config=True,
+        help="The walltime token expires this long after the limit (covers slow stops).")
+    walltime_port = Integer(
+        WALLTIME_PORT, config=True, help="Pod-local port of the walltime sidecar.")
+    image = Unicode(
+        "ghcr.io/jupyterhub-sidecars/sidecars:0.1.0", config=True,
+        help="Image of the sidecar containers (KubeSpawner only).")
+    image_pull_policy = Unicode("IfNotPresent", config=True, help="imagePullPolicy of sidecars.")
+    run_as_user = Integer(65534, config=True, help="UID the sidecar containers run as.")
+    tokenhelper_enabled = Bool(
+        False, config=True,
+        help="Add the tokenhelper: access tokens from auth_state for the notebook.")
+    tokenhelper_service = Unicode(
+        "tokenhelper", config=True,
+        help="JupyterHub service that owns the tokenhelper tokens (role: admin:auth_state, "
+             "read:users:name; plus admin:users with write-back).")
+    tokenhelper_oidc_issuer = Unicode(
+        "", config=True, help="OIDC issuer URL the tokenhelper refreshes at.")
+    tokenhelper_client_secret = Unicode(
+        "", config=True,
+        help="Kubernetes Secret with the OIDC client secret for the tokenhelper, as "
+             "name:key (e.g. oidc-client:client-secret); empty: the authenticator's "
+             "client_secret is put into each server's own Secret.")
+    tokenhelper_write_back = Bool(
+        False, config=True,
+        help="Let the tokenhelper write rotated refresh tokens to auth_state (admin:users).")
+    tokenhelper_min_valid = Unicode(
+        "60s", config=True, help="Refresh when the access token has less than this left.")
+    tokenhelper_port = Integer(TOKENHELPER_PORT, config=True,
+                               help="Pod-local port of the tokenhelper.")
+    run_dir = Unicode(
+        RUN_DIR, config=True,
+        help="Shared folder (emptyDir) of the notebook and the sidecars (KubeSpawner).")
+    resources = Dict(
+        {"requests": {"cpu": "5m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
+        config=True, help="Kubernetes resources of each sidecar container.")
+    # -- the user's own identity --------------------------------------------------------------
+    identity_from_claims = Bool(
+        False, config=True,
+        help="Run the notebook as the user's uid, gid and groups from the login's claims "
+             "(auth_state; the same mapping as kubepie), with passwd/group entries and the "
+             "storage folders; a login whose claims give no usable identity cannot spawn.")
+    username_claim = Unicode(DEFAULTS["username_claim"], config=True,
+                             help=HELP["username_claim"] + " (as KUBEPIE_USERNAME_CLAIM)")
+    uid_claim = Unicode(DEFAULTS["uid_claim"], config=True,
+                        help=HELP["uid_claim"] + " (as KUBEPIE_UID_CLAIM)")
+    gid_claim = Unicode(DEFAULTS["gid_claim"], config=True,
+                        help=HELP["gid_claim"] + " (as KUBEPIE_GID_CLAIM)")
+    groups_claim = Unicode(DEFAULTS["groups_claim"], config=True,
+                           help=HELP["groups_claim"] + " (as KUBEPIE_GROUPS_CLAIM)")
+    group_gids = Union([Dict(), Unicode()], default_value={}, config=True,
+                       help=HELP["group_gids"] + "; a mapping or the same string as "
+                                                 "KUBEPIE_GROUP_GIDS")
+    id_range = Unicode(DEFAULTS["id_range"], config=True,
+                       help=HELP["id_range"] + " (as KUBEPIE_ID_RANGE)")
+    storage = Dict(
+        {}, config=True,
+        help="The storage definition (volumes, mounts, groupMounts): the same document as "
+             "kubepie's KUBEPIE_STORAGE_FILE; see docs/storage.md.")
+    storage_file = Unicode(
+        "", config=True, help="A YAML file with the storage definition (instead of storage).")
+    nss_shell = Unicode("/bin/bash", config=True,
+                        help="Login shell in the user's passwd entry.")
+
+    def container_settings(self) -> ContainerSettings:
+        return ContainerSettings(self.image, self.image_pull_policy, dict(self.resources),
+                                 self.run_as_user)
+
+    def claim_mapping(self) -> ClaimMapping:
+        """The checked mapping; a ValueError names the bad setting."""
+        return mapping_from(self.username_claim, self.uid_claim, self.gid_claim,
+                            self.groups_claim, self.group_gids, self.id_range,
+                            prefix="c.Sidecars.")
+
+    def storage_definition(self) -> StorageDefinition | None:
+        if self.storage_file:
+            return StorageDefinition.load(Path(self.storage_file))
+        if self.storage:
+            return StorageDefinition.parse(dict(self.storage), "c.Sidecars.storage")
+        return None
