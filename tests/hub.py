@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from services.runtime import sidecar_urls
 from tests.tools import REPO, VENV_BIN, require_tool
 
 CONFIG = Path(__file__).with_name("jupyterhub_test_config.py")
@@ -168,6 +169,40 @@ class Hub:
                 continue
             if all(record.get(k) == v for k, v in match.items()):
                 yield record
+
+
+def sidecar_url(env: dict[str, str], prefix: str) -> str:
+    """A sidecar's URL from its own environment: its UNIX socket (the local spawner), else
+    its loopback port."""
+    socket = env.get(f"{prefix}SOCKET")
+    return sidecar_urls.unix_url(socket) if socket else \
+        f"http://127.0.0.1:{env[f'{prefix}PORT']}"
+
+
+def sidecar_get(url: str, path: str, timeout: float = 10) -> httpx.Response:
+    """GET ``path`` of a sidecar, over its socket or loopback."""
+    with sidecar_urls.client(url, timeout=timeout) as client:
+        return client.get(sidecar_urls.http_url(url, path))
+
+
+def wait_sidecar(url: str, path: str, *, status: int = 200, timeout: float = 30
+                 ) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = sidecar_get(url, path, timeout=2)
+            if response.status_code == status:
+                return response
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url}{path} did not answer {status} within {timeout} s")
+        time.sleep(0.1)
+
+
+def secret_file(env: dict[str, str], setting: str) -> str:
+    """A credential a sidecar reads from a file (its path is in the sidecar's environment)."""
+    return Path(env[setting]).read_text().strip()
 
 
 def process_env(pid: int) -> dict[str, str]:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from services.hub.hooks import token_note, tokenhelper_scopes
-from tests.hub import Hub, process_env
+from tests.hub import Hub, process_env, secret_file, sidecar_get, sidecar_url
 from tests.oidc import OidcProvider, log_in
 from tests.tools import require_tool
 
@@ -56,7 +56,7 @@ def test_notebook_gets_fresh_access_tokens_three_ways(oidc_hub: Hub,
                                                       provider: OidcProvider) -> None:
     oidc_token = require_tool("oidc-token")
     env = start_logged_in(oidc_hub, "alice")
-    base = f"http://127.0.0.1:{env['TOKENHELPER_PORT']}"
+    base = sidecar_url(env, "TOKENHELPER_")
     model = oidc_hub.server_model("alice")
     assert model is not None
     notebook = process_env(int(model["state"]["pid"]))
@@ -69,8 +69,8 @@ def test_notebook_gets_fresh_access_tokens_three_ways(oidc_hub: Hub,
     deadline = time.monotonic() + 15  # past the login token's 10 s lifetime
     requests = 0
     while time.monotonic() < deadline:
-        text = httpx.get(base + "/token", timeout=10).text.strip()
-        body = httpx.get(base + "/v1/token", timeout=10).json()
+        text = sidecar_get(base, "/token").text.strip()
+        body = sidecar_get(base, "/v1/token").json()
         from_file = bearer_file.read_text().strip()
         agent = subprocess.run([oidc_token, "facility"], capture_output=True, text=True,
                                env={**os.environ, "OIDC_SOCK": notebook["OIDC_SOCK"]},
@@ -93,7 +93,7 @@ def test_notebook_gets_fresh_access_tokens_three_ways(oidc_hub: Hub,
 
 def test_helper_token_is_scoped_to_one_users_auth_state(oidc_hub: Hub) -> None:
     env = start_logged_in(oidc_hub, "bob")
-    token = env["TOKENHELPER_API_TOKEN"]
+    token = secret_file(env, "TOKENHELPER_API_TOKEN_FILE")
 
     def call(method: str, path: str, **kwargs) -> httpx.Response:
         return oidc_hub.api(method, path, token=token, **kwargs)
@@ -124,13 +124,14 @@ def test_notebook_sees_access_tokens_only(oidc_hub: Hub) -> None:
     assert notebook_env["BEARER_TOKEN_FILE"].endswith(f"bt_u{os.geteuid()}")
     auth_state = oidc_hub.api("GET", "/users/alice").json()["auth_state"]
     secrets = [auth_state["refresh_token"], auth_state["id_token"],
-               env["TOKENHELPER_API_TOKEN"], env["TOKENHELPER_CLIENT_SECRET"]]
+               secret_file(env, "TOKENHELPER_API_TOKEN_FILE"),
+               secret_file(env, "TOKENHELPER_CLIENT_SECRET_FILE")]
     everything = "\n".join(notebook_env.values())
     for secret in secrets:
         assert secret not in everything
-    base = f"http://127.0.0.1:{env['TOKENHELPER_PORT']}"
-    served = httpx.get(base + "/v1/token").text + httpx.get(base + "/token").text + \
-        httpx.get(base + "/metrics").text
+    base = sidecar_url(env, "TOKENHELPER_")
+    served = sidecar_get(base, "/v1/token").text + sidecar_get(base, "/token").text + \
+        sidecar_get(base, "/metrics").text
     for secret in secrets:
         assert secret not in served
     # The sidecars log into the hub's output; none of it may carry a secret.

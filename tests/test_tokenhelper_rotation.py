@@ -15,7 +15,7 @@ import pytest
 
 from tests.faulty_proxy import FaultyProxy
 from tests.glewlwyd import CLIENT_ID, CLIENT_SECRET, Glewlwyd
-from tests.hub import Hub, free_port, process_env
+from tests.hub import Hub, free_port, process_env, sidecar_get, sidecar_url
 from tests.tools import VENV_BIN, require_tool, wait_http
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ def test_short_lived_tokens_stay_valid_and_are_refreshed_once_per_lifetime(
     name = log_in(hub, provider, "alice")
     first_state = hub.api("GET", f"/users/{name}").json()["auth_state"]
     helper, notebook = start(hub, name)
-    base = f"http://127.0.0.1:{helper['TOKENHELPER_PORT']}"
+    base = sidecar_url(helper, "TOKENHELPER_")
 
     served = 0
     deadline = time.monotonic() + 60
@@ -75,8 +75,8 @@ def test_short_lived_tokens_stay_valid_and_are_refreshed_once_per_lifetime(
         agent = subprocess.run([oidc_token, "facility"], capture_output=True, text=True,
                                env={**os.environ, "OIDC_SOCK": notebook["OIDC_SOCK"]},
                                timeout=20, check=False)
-        tokens = [httpx.get(base + "/token", timeout=10).text.strip(),
-                  httpx.get(base + "/v1/token", timeout=10).json()["access_token"],
+        tokens = [sidecar_get(base, "/token").text.strip(),
+                  sidecar_get(base, "/v1/token").json()["access_token"],
                   Path(notebook["BEARER_TOKEN_FILE"]).read_text().strip(),
                   agent.stdout.strip()]
         for token in tokens:
@@ -91,15 +91,15 @@ def test_short_lived_tokens_stay_valid_and_are_refreshed_once_per_lifetime(
     # Each rotated refresh token was written back: the hub holds the newest state.
     stored = hub.api("GET", f"/users/{name}").json()["auth_state"]
     assert stored["refresh_token"] != first_state["refresh_token"]
-    current = httpx.get(base + "/token", timeout=10).text.strip()
+    current = sidecar_get(base, "/token").text.strip()
     assert stored["access_token"] == current or provider.active(stored["access_token"])
 
 
 def test_a_refresh_by_the_hub_in_between_is_survived(hub: Hub, provider: Glewlwyd) -> None:
     name = log_in(hub, provider, "bob")
     helper, _ = start(hub, name)
-    base = f"http://127.0.0.1:{helper['TOKENHELPER_PORT']}"
-    httpx.get(base + "/token", timeout=10)
+    base = sidecar_url(helper, "TOKENHELPER_")
+    sidecar_get(base, "/token")
 
     # What OAuthenticator.refresh_user does: refresh with the stored token, store the result.
     state = hub.api("GET", f"/users/{name}").json()["auth_state"]
@@ -111,7 +111,7 @@ def test_a_refresh_by_the_hub_in_between_is_survived(hub: Hub, provider: Glewlwy
 
     deadline = time.monotonic() + 20  # two lifetimes: the helper must refresh meanwhile
     while time.monotonic() < deadline:
-        response = httpx.get(base + "/token", timeout=10)
+        response = sidecar_get(base, "/token")
         assert response.status_code == 200, response.text
         assert provider.active(response.text.strip())
         time.sleep(1)

@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 from services.hub.hooks import token_note, walltime_scopes
-from tests.hub import Hub, process_env, python
-from tests.tools import wait_http
+from tests.hub import Hub, process_env, python, secret_file, sidecar_get, sidecar_url, wait_sidecar
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +32,7 @@ def started_at(model: dict) -> float:
 
 def sidecar_status(hub: Hub, user: str, name: str = "") -> dict:
     env = process_env(hub.sidecar_pid(user, name))
-    return httpx.get(f"http://127.0.0.1:{env['WALLTIME_PORT']}/status", timeout=5).json()
+    return sidecar_get(sidecar_url(env, "WALLTIME_"), "/status").json()
 
 
 @pytest.mark.parametrize("server_name", ["", "analysis"], ids=["default", "named"])
@@ -78,8 +77,7 @@ def test_restarted_sidecar_keeps_the_original_deadline(hub: Hub) -> None:
     replacement = subprocess.Popen([python(), "-m", "services", "walltime"], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        after = wait_http(f"http://127.0.0.1:{env['WALLTIME_PORT']}/status", status=200,
-                          timeout=10).json()
+        after = wait_sidecar(sidecar_url(env, "WALLTIME_"), "/status", timeout=10).json()
         assert after["deadline"] == before["deadline"]
         assert after["started"] == model["started"]
         assert after["remaining"] < 13
@@ -97,7 +95,7 @@ def test_walltime_token_is_least_privilege_and_revoked_at_stop(hub: Hub) -> None
     user, other = "lp-alice", "lp-bob"
     model = hub.start_server(user, profile="long")
     hub.start_server(other, profile="long")
-    token = process_env(hub.sidecar_pid(user))["WALLTIME_API_TOKEN"]
+    token = secret_file(process_env(hub.sidecar_pid(user)), "WALLTIME_API_TOKEN_FILE")
 
     # What the hub stored: exactly two scopes on one server, expiring after limit + margin.
     stored = [t for t in hub.api("GET", f"/users/{user}/tokens").json()["api_tokens"]

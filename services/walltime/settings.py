@@ -49,7 +49,7 @@ class _HubAccess(BaseSettings):
         return self.api_token.get_secret_value()
 
 
-class SidecarSettings(_HubAccess, ProcessIsolation):
+class SidecarSettings(ProcessIsolation, _HubAccess):  # _HubAccess last: its config wins
     """One server's countdown, running beside its notebook."""
 
     user: str = Field(validation_alias="JUPYTERHUB_USER", min_length=1,
