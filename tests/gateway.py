@@ -77,7 +77,7 @@ class Gateway:
             "KUBEPIE_CLIENT_SECRET": CLIENT_SECRET, "KUBEPIE_PUBLIC_URL": self.url,
             "KUBEPIE_SESSION_SECRET": secrets.token_urlsafe(32), "KUBEPIE_PORT": str(self.port),
             "KUBEPIE_KEY_STORE": str(self.root / "keys.sqlite"),
-            "KUBEPIE_MOUNTS": f"home={self.root}/home/{{username}},data={self.root}/data",
+            "KUBEPIE_STORAGE_FILE": str(write_storage(self.root)),
             "KUBEPIE_GROUP_GIDS": ",".join(f"{g}={n}" for g, n in GROUP_GIDS.items()),
             "KUBEPIE_LEEWAY": "1s", "KUBEPIE_LOG_LEVEL": "debug",
         })
@@ -111,6 +111,21 @@ class Gateway:
 def access_token(provider: OidcProvider, user: str) -> str:
     """The provider's (opaque) access token for ``user``: checked at userinfo."""
     return str(tokens_for(provider, user)["access_token"])
+
+
+def write_storage(root: Path, *, data: bool = True) -> Path:
+    """The storage definition of the tests: ``root/home/<user>`` (and ``root/data``) as
+    hostPath volumes, the form of this machine's folders."""
+    definition: dict[str, Any] = {
+        "volumes": [{"name": "homes", "hostPath": {"path": str(root / "home")}}],
+        "mounts": [{"name": "home", "volume": "homes", "subPath": "{username}",
+                    "path": "/home/{username}"}]}
+    if data:
+        definition["volumes"].append({"name": "data", "hostPath": {"path": str(root / "data")}})
+        definition["mounts"].append({"name": "data", "volume": "data", "path": "/data"})
+    path = root / "storage.yaml"
+    path.write_text(json.dumps(definition))  # JSON is YAML
+    return path
 
 
 def tokens_for(provider: OidcProvider, user: str, client_id: str = CLIENT_ID) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class Hub:
     api_port: int = field(default_factory=free_port)
     proxy_api_port: int = field(default_factory=free_port)
     backstop_port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)  # TEST_* settings of the config
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     process: subprocess.Popen[bytes] | None = None
 
@@ -69,6 +70,7 @@ class Hub:
         }
         if self.backstop:
             env["TEST_BACKSTOP_PORT"] = str(self.backstop_port)
+        env.update(self.extra_env)
         if self.oidc_issuer:
             env["TEST_OIDC_ISSUER"] = self.oidc_issuer
             env["TEST_OIDC_KIND"] = self.oidc_kind

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from services.demo.hubconfig import OidcClient, configure
+from services.demo.hubconfig import OidcClient, UserIdentity, configure
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821
 
@@ -35,6 +35,11 @@ if os.environ.get("TEST_BACKSTOP_PORT"):
     backstop = {"WALLTIME_INTERVAL": "2s", "WALLTIME_GRACE": "3s",
                 "WALLTIME_PORT": os.environ["TEST_BACKSTOP_PORT"]}
 
+identity = None
+if os.environ.get("TEST_STORAGE_FILE"):
+    identity = UserIdentity(group_gids=os.environ.get("TEST_GROUP_GIDS", ""),
+                            storage_file=Path(os.environ["TEST_STORAGE_FILE"]))
+
 configure(
     c,
     state_dir=Path(os.environ["TEST_HUB_STATE"]),
@@ -46,6 +51,7 @@ configure(
     services=[{"name": "test-admin", "api_token": os.environ["TEST_ADMIN_TOKEN"]}],
     roles=[{"name": "admin", "services": ["test-admin"]}],
     oidc=oidc_client(),
+    identity=identity,
 )
 c.Sidecars.walltime_warn = "10s,5s"
 c.Sidecars.walltime_token_margin = "1m"

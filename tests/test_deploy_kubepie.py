@@ -10,10 +10,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from services.kubepie.gateway.backends.podspec import APP_LABEL, Storage
+from services.kubepie.gateway.backends.podspec import APP_LABEL
 from services.kubepie.gateway.settings import GatewaySettings
 from services.kubepie.webhook.settings import WebhookSettings
 from services.runtime.settings import env_name
+from services.storage.definition import StorageDefinition
 from tests.tools import REPO
 
 FOLDER = REPO / "deploy" / "kubepie"
@@ -102,8 +103,13 @@ def test_env_names_are_real_settings(deployment: str, model: Any) -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
-def test_the_storage_config_map_parses() -> None:
+def test_the_storage_config_map_is_the_hubs_storage_definition() -> None:
+    """One definition: what the notebook mounts is what the user's file server serves."""
     text = find("ConfigMap", "kubepie-storage")["data"]["storage.yaml"]
-    storage = Storage.parse(yaml.safe_load(text))
+    document = yaml.safe_load(text)
+    storage = StorageDefinition.parse(document)
     assert [m["name"] for m in storage.mounts] == ["home", "data"]
-    assert storage.group_mount == {"volume": "groups", "subPath": "{group}"}
+    values = yaml.safe_load((REPO / "deploy/jupyterhub/values.yaml").read_text())
+    sidecars = values["hub"]["config"]["Sidecars"]
+    assert sidecars["storage"] == document
+    assert sidecars["identity_from_claims"] is True

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from joserfc.jwk import ECKey
-from services.kubepie.gateway.mounts import MountTemplates
 
 from services.identity.claims import ClaimMapping, Identity, IdentityRefused
 from services.kubepie.gateway.accesskeys import AccessKeys, CredentialsRejected, SqliteKeyStore
@@ -69,16 +68,6 @@ def test_a_group_mapped_to_gid_0_is_refused() -> None:
         ClaimMapping(group_gids={"wheel": 0}).identity({**ALICE, "groups": ["wheel"]})
     with pytest.raises(IdentityRefused, match="root"):  # as a string too
         ClaimMapping(group_gids={"wheel": 0}).identity({**ALICE, "groups": "users,wheel"})
-
-
-def test_mount_templates_fill_in_the_identity() -> None:
-    templates = MountTemplates.parse("home=/home/{username},data=/data", "/groups/{group}",
-                                     "data")
-    identity = Identity("alice", 1001, 1001, (5000,), ("xray",))
-    assert templates.expand(identity) == [("home", "/home/alice"), ("data", "/data"),
-                                          ("group-xray", "/groups/xray")]
-    with pytest.raises(ValueError, match="unknown field"):
-        MountTemplates.parse("home=/home/{user}")
 
 
 @pytest.mark.parametrize(("value", "expected"), [

@@ -108,7 +108,7 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
     gateway = Gateway(provider, root, {
         "KUBEPIE_BACKEND": "kubernetes", "KUBEPIE_KUBECONFIG": str(root / "kubeconfig"),
         "KUBEPIE_NAMESPACE": NAMESPACE, "KUBEPIE_POD_IMAGE": "registry.example.org/kubepie:1",
-        "KUBEPIE_POD_STORAGE_FILE": str(root / "storage.yaml"),
+        "KUBEPIE_STORAGE_FILE": str(root / "storage.yaml"),
         "KUBEPIE_IDENTITY_KEY_FILE": str(root / "identity.pem"),
         "KUBEPIE_POD_PORT": str(free_port()), "KUBEPIE_OWNER_DEPLOYMENT": "kubepie-gateway",
         "KUBEPIE_IDLE_TIMEOUT": idle, "KUBEPIE_OPAQUE_TOKENS": "userinfo"})

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.gateway import Gateway, access_token, remove, temp_root
+from tests.gateway import Gateway, access_token, remove, temp_root, write_storage
 from tests.oidc import OidcProvider
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,8 @@ def served() -> Iterator[Gateway]:
             home.chmod(0o700)
     provider = OidcProvider(root / "provider.log", token_max_age=600, users=USERS)
     provider.start()
-    gateway = Gateway(provider, root, {"KUBEPIE_MOUNTS": f"home={root}/home/{{username}}",
+    gateway = Gateway(provider, root, {"KUBEPIE_STORAGE_FILE": str(write_storage(root,
+                                                                                 data=False)),
                                        "KUBEPIE_LOG_LEVEL": "warning",
                                        "KUBEPIE_OPAQUE_TOKENS": "userinfo"})
     try:

@@ -367,7 +367,7 @@ def _alive(pid: int) -> bool:
     ({"KUBEPIE_ALGORITHMS": "none"}, "none not accepted"),
     ({"KUBEPIE_ID_RANGE": "0-100"}, "never 0"),
     ({"KUBEPIE_GROUP_GIDS": "xray"}, "expected group=gid"),
-    ({"KUBEPIE_MOUNTS": "home=/home/{user}"}, "unknown field {user}"),
+    ({"KUBEPIE_STORAGE_FILE": "/nonexistent/storage.yaml"}, "KUBEPIE_STORAGE_FILE"),
     ({"KUBEPIE_BACKEND": "kubernetes"}, "needs KUBEPIE_POD_IMAGE"),
     ({"KUBEPIE_CLIENT_SECRET": ""}, "KUBEPIE_CLIENT_SECRET or KUBEPIE_CLIENT_SECRET_FILE"),
 ])

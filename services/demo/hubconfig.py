@@ -60,6 +60,20 @@ class OidcClient:
                    f"{issuer}/userinfo")
 
 
+@dataclass(frozen=True)
+class UserIdentity:
+    """The notebook as the user's own uid/gids (claims from the login), with these folders."""
+
+    group_gids: str                 # e.g. "xray=5000,bio=5001"
+    storage_file: Path              # the storage definition, the same file as kubepie's
+
+
+def run_as_users(c: Any, identity: UserIdentity) -> None:
+    c.Sidecars.identity_from_claims = True
+    c.Sidecars.group_gids = identity.group_gids
+    c.Sidecars.storage_file = str(identity.storage_file)
+
+
 def use_oidc_login(c: Any, client: OidcClient, port: int) -> None:
     """Log in through an OIDC provider, keep its tokens in auth_state, add the tokenhelper.
 
@@ -97,6 +111,7 @@ def configure(
     cleanup_servers: bool = False,
     oidc: OidcClient | None = None,
     metrics_port: int | None = None,
+    identity: UserIdentity | None = None,
 ) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     c.JupyterHub.ip = "127.0.0.1"
@@ -127,6 +142,8 @@ def configure(
 
     all_services = list(services or [])
     all_roles = list(roles or [])
+    if identity:
+        run_as_users(c, identity)
     if oidc:
         use_oidc_login(c, oidc, port)
         all_services.append({"name": "tokenhelper"})

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from services.demo.hubconfig import OidcClient, configure
+from services.demo.hubconfig import OidcClient, UserIdentity, configure
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821 - provided by JupyterHub
 
@@ -19,4 +19,9 @@ configure(
     cleanup_servers=True,  # Ctrl-C on the demo leaves no process behind
     oidc=OidcClient.oidc_provider_mock(os.environ["SIDECARS_DEMO_OIDC_ISSUER"])
     if os.environ.get("SIDECARS_DEMO_OIDC_ISSUER") else None,
+    # Each user's notebook runs as their uid/gids from the login's claims (as root), with the
+    # folders of the storage definition kubepie serves too.
+    identity=UserIdentity(os.environ["SIDECARS_DEMO_GROUP_GIDS"],
+                          Path(os.environ["SIDECARS_DEMO_STORAGE_FILE"]))
+    if os.environ.get("SIDECARS_DEMO_STORAGE_FILE") else None,
 )

@@ -9,6 +9,9 @@ import os
 import secrets
 import subprocess
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from services.identity.claims import ClaimMapping
 from services.kubepie.gateway.accesskeys import AccessKeys, SqliteKeyStore
@@ -17,18 +20,46 @@ CLIENT_ID, CLIENT_SECRET = "kubepie", "demo-kubepie-secret"
 GROUP_GIDS = {"xray": 5000, "bio": 5001}
 
 
-def prepare_homes(state: Path, users: list[dict[str, object]]) -> None:
-    """Homes exist before anyone logs in; as root they belong to the users' uids (and the
-    state folder can be passed through, not listed, by them)."""
+def storage_definition(state: Path) -> dict[str, Any]:
+    """The demo's one storage definition (the hub's and kubepie's): each user's home and a
+    folder per group, folders of this machine (hostPath volumes)."""
+    return {"volumes": [{"name": "homes", "hostPath": {"path": str(state / "home")}},
+                        {"name": "groups", "hostPath": {"path": str(state / "groups")}}],
+            "mounts": [{"name": "home", "volume": "homes", "subPath": "{username}",
+                        "path": "/home/{username}"}],
+            "groupMounts": {"volume": "groups", "subPath": "{group}",
+                            "path": "/groups/{group}"}}
+
+
+def prepare_homes(state: Path, users: list[dict[str, object]]) -> Path:
+    """Homes and group folders exist before anyone logs in; as root they belong to the
+    users' uids and the groups' gids (and the state folder can be passed through, not
+    listed, by them). Returns the storage definition's file."""
     if os.geteuid() == 0:
         state.chmod(0o711)
-        (state / "home").mkdir(exist_ok=True)
-        (state / "home").chmod(0o755)
+    for folder in ("home", "groups"):
+        (state / folder).mkdir(exist_ok=True)
+        (state / folder).chmod(0o755)
+    for group, gid in GROUP_GIDS.items():
+        shared = state / "groups" / group
+        shared.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(shared, 0, gid)
+            shared.chmod(0o2770)  # members only; new files keep the group
     for user in users:
         home = state / "home" / str(user["sub"])
         home.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             os.chown(home, int(str(user["uidNumber"])), int(str(user["gidNumber"])))
+            home.chmod(0o700)
+    path = state / "storage.yaml"
+    path.write_text(yaml.safe_dump(storage_definition(state)))
+    return path
+
+
+def group_gids() -> str:
+    """``xray=5000,bio=5001``: the same mapping for the hub and the gateway."""
+    return ",".join(f"{g}={n}" for g, n in GROUP_GIDS.items())
 
 
 def fresh_key(state: Path, claims: dict[str, object]) -> tuple[str, str]:
@@ -47,7 +78,8 @@ def fresh_key(state: Path, claims: dict[str, object]) -> tuple[str, str]:
     return asyncio.run(create())
 
 
-def start_gateway(bin_dir: Path, state: Path, issuer: str, port: int) -> subprocess.Popen[bytes]:
+def start_gateway(bin_dir: Path, state: Path, issuer: str, port: int,
+                  storage_file: Path) -> subprocess.Popen[bytes]:
     secret_file = state / "kubepie-session-secret"
     if not secret_file.exists():
         secret_file.write_text(secrets.token_urlsafe(32))
@@ -57,10 +89,9 @@ def start_gateway(bin_dir: Path, state: Path, issuer: str, port: int) -> subproc
            "KUBEPIE_CLIENT_SECRET": CLIENT_SECRET, "KUBEPIE_PUBLIC_URL": f"http://127.0.0.1:{port}",
            "KUBEPIE_SESSION_SECRET_FILE": str(secret_file), "KUBEPIE_PORT": str(port),
            "KUBEPIE_KEY_STORE": str(state / "kubepie-keys.sqlite"),
-           "KUBEPIE_MOUNTS": f"home={state}/home/{{username}}",
-           "KUBEPIE_GROUP_GIDS": ",".join(f"{g}={n}" for g, n in GROUP_GIDS.items()),
+           "KUBEPIE_STORAGE_FILE": str(storage_file), "KUBEPIE_GROUP_GIDS": group_gids(),
            # The notebook's access tokens (tokenhelper) are opaque with this provider.
-           "KUBEPIE_OPAQUE_TOKENS": "userinfo", "KUBEPIE_AUDIENCES": "kubepie,jupyterhub"}
+           "KUBEPIE_OPAQUE_TOKENS": "userinfo"}
     log = (state / "kubepie-gateway.log").open("ab")
     return subprocess.Popen([str(bin_dir / "jupyterhub-sidecars"), "kubepie", "gateway"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)

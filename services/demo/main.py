@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from services.demo.hubconfig import REPO_ROOT, proxy_command
-from services.demo.kubepie import fresh_key, prepare_homes, start_gateway
+from services.demo.kubepie import fresh_key, group_gids, prepare_homes, start_gateway
 
 CONFIG = Path(__file__).with_name("jupyterhub_config.py")
 GATEWAY_OFFSET = 780  # kubepie's gateway: 8780 next to the hub's 8000
@@ -34,7 +34,7 @@ DEMO_USERS = [
     {"sub": "alice", "preferred_username": "alice", "uidNumber": 1001, "gidNumber": 1001,
      "groups": ["xray"]},
     {"sub": "bob", "preferred_username": "bob", "uidNumber": 1002, "gidNumber": 1002,
-     "groups": ["bio"]},
+     "groups": ["xray", "bio"]},
 ]
 
 
@@ -61,18 +61,19 @@ def main(args: argparse.Namespace) -> int:
     bin_dir = Path(sys.executable).parent
     provider_port = args.port + 1400
     provider = start_provider(bin_dir, provider_port, state / "oidc-provider.log")
-    prepare_homes(state, DEMO_USERS)
+    storage = prepare_homes(state, DEMO_USERS)
     gateway = start_gateway(bin_dir, state, f"http://127.0.0.1:{provider_port}",
-                            args.port + GATEWAY_OFFSET)
+                            args.port + GATEWAY_OFFSET, storage)
     try:
-        return _run_hub(args, state, bin_dir, provider_port)
+        return _run_hub(args, state, bin_dir, provider_port, storage)
     finally:
         for process in (gateway, provider):
             process.terminate()
             process.wait(15)
 
 
-def _run_hub(args: argparse.Namespace, state: Path, bin_dir: Path, provider_port: int) -> int:
+def _run_hub(args: argparse.Namespace, state: Path, bin_dir: Path, provider_port: int,
+             storage: Path) -> int:
     issuer = f"http://127.0.0.1:{provider_port}"
     if not _wait_until_up(None, f"{issuer}/.well-known/openid-configuration"):
         print(f"the OIDC provider did not start; see {state / 'oidc-provider.log'}")
@@ -87,6 +88,8 @@ def _run_hub(args: argparse.Namespace, state: Path, bin_dir: Path, provider_port
         "SIDECARS_DEMO_BACKSTOP_PORT": str(args.port + 766),
         "SIDECARS_DEMO_METRICS_PORT": str(args.port + 768),
         "SIDECARS_DEMO_OIDC_ISSUER": issuer,
+        "SIDECARS_DEMO_STORAGE_FILE": str(storage),
+        "SIDECARS_DEMO_GROUP_GIDS": group_gids(),
         "JUPYTERHUB_CRYPT_KEY": crypt_key(state),
     }
     hub = subprocess.Popen([str(bin_dir / "jupyterhub"), "-f", str(CONFIG)], cwd=state, env=env)
