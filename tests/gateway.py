@@ -77,10 +77,11 @@ class Gateway:
             "KUBEPIE_CLIENT_SECRET": CLIENT_SECRET, "KUBEPIE_PUBLIC_URL": self.url,
             "KUBEPIE_SESSION_SECRET": secrets.token_urlsafe(32), "KUBEPIE_PORT": str(self.port),
             "KUBEPIE_KEY_STORE": str(self.root / "keys.sqlite"),
-            "KUBEPIE_STORAGE_FILE": str(write_storage(self.root)),
             "KUBEPIE_GROUP_GIDS": ",".join(f"{g}={n}" for g, n in GROUP_GIDS.items()),
             "KUBEPIE_LEEWAY": "1s", "KUBEPIE_LOG_LEVEL": "debug",
         })
+        if "KUBEPIE_STORAGE_FILE" not in self.extra_env:
+            env["KUBEPIE_STORAGE_FILE"] = str(write_storage(self.root))
         env.update(self.extra_env)
         return env
 
@@ -123,7 +124,7 @@ def write_storage(root: Path, *, data: bool = True) -> Path:
     if data:
         definition["volumes"].append({"name": "data", "hostPath": {"path": str(root / "data")}})
         definition["mounts"].append({"name": "data", "volume": "data", "path": "/data"})
-    path = root / "storage.yaml"
+    path = root / "gateway-storage.yaml"
     path.write_text(json.dumps(definition))  # JSON is YAML
     return path
 

@@ -64,6 +64,7 @@ class KubeApi:
         app.router.add_route("*", "/api/v1/namespaces/{namespace}/secrets/{name}", self._secret)
         app.router.add_get("/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
                            self._deployment)
+        app.router.add_get("/api/v1/namespaces/{namespace}/events", self._events)
         self._runner = web.AppRunner(app, shutdown_timeout=2)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -234,6 +235,7 @@ class KubeApi:
             return web.json_response(pod)
         if request.method == "DELETE":
             await self._record("DELETED", pod)
+            self._collect_garbage(pod["metadata"]["uid"])
             if self.on_deleted is not None:
                 await self.on_deleted(copy.deepcopy(pod))
             return web.json_response(pod)
@@ -245,6 +247,29 @@ class KubeApi:
             await self._record("MODIFIED", patched)
             return web.json_response(self.by_name(namespace, name))
         return _status(405, "MethodNotAllowed", request.method)
+
+    def _collect_garbage(self, owner_uid: str) -> None:
+        """What the garbage collector does after an owner is deleted: its dependents go."""
+        for key, secret in list(self.secrets.items()):
+            owners = secret["metadata"].get("ownerReferences") or []
+            if any(o.get("uid") == owner_uid for o in owners):
+                del self.secrets[key]
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        """No events happen here; the list (and a watch that only times out) has the real
+        shape, for KubeSpawner's event reflector."""
+        refused = self._authorized(request)
+        if refused:
+            return refused
+        if request.query.get("watch") in TRUE:
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            timeout = min(float(request.query.get("timeoutSeconds", "5")), 5.0)
+            await asyncio.sleep(timeout)
+            return response
+        return web.json_response({"kind": "EventList", "apiVersion": "v1",
+                                  "metadata": {"resourceVersion": str(self.version)},
+                                  "items": []})
 
     async def set_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """What the kubelet reports (phase, podIP, conditions)."""

@@ -13,8 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.demo.kubepie import fresh_key
+from services.demo.main import DEMO_USERS
 from tests.fileserver import open_folder
-from tests.hub import process_env
+from tests.hub import process_env, wait_sidecar
 from tests.oidc import log_in
 from tests.tools import REPO, VENV_BIN, require_tool, wait_http
 
@@ -71,8 +73,8 @@ def _run_demo(tmp_path: Path, state: Path) -> None:
         assert action
         browser.post(action.group(1), data={"profile": "quick"})
         notebook = _wait_for_notebook("alice")
-        status = wait_http(notebook["JUPYTERHUB_SIDECARS_WALLTIME_URL"] + "/status",
-                           status=200, timeout=20).json()
+        status = wait_sidecar(notebook["JUPYTERHUB_SIDECARS_WALLTIME_URL"], "/status",
+                              timeout=20).json()
         assert status["limit"] == 120 and status["warnings"] == [60]
         token = Path(notebook["BEARER_TOKEN_FILE"]).read_text().strip()
         userinfo = httpx.get(f"http://127.0.0.1:{port + 1400}/userinfo", timeout=5,
@@ -82,10 +84,60 @@ def _run_demo(tmp_path: Path, state: Path) -> None:
         [alice] = [s for s in usage["servers"] if s["user"] == "alice"]
         assert alice["profile"] == "quick" and alice["walltime"]["limit"] == 120
         assert alice["containers"]["notebook"]["memory"]["limit_bytes"] == 1024**3
+        _saved_in_jupyterlab_is_alices(browser, port, state, banner)
     finally:
         os.killpg(demo.pid, signal.SIGINT)
         assert demo.wait(30) == 0
     assert not _notebook_of("alice"), "Ctrl-C should leave no server behind"
+
+
+def _saved_in_jupyterlab_is_alices(browser: httpx.Client, port: int, state: Path,
+                                   banner: str) -> None:
+    """A notebook alice saves in JupyterLab (the contents API, with her browser session) is
+    hers on disk (uid 1001 as root), shows in the banner's rclone listing, and bob can read
+    it neither on disk nor over WebDAV."""
+    deadline = time.monotonic() + 60
+    lab = browser.get("/user/alice/lab")
+    while "/spawn-pending/" in str(lab.url) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the hub still waits for the server to answer
+        lab = browser.get("/user/alice/lab")
+    xsrf = next((c.value for c in browser.cookies.jar if c.name == "_xsrf"
+                 and c.path.startswith("/user/alice")), None)
+    assert xsrf, (lab.status_code, lab.url, lab.history, [(c.name, c.path)
+                                                       for c in browser.cookies.jar])
+    saved = browser.put("/user/alice/api/contents/saved-in-lab.ipynb",
+                        headers={"X-XSRFToken": xsrf or ""},
+                        json={"type": "notebook", "format": "json", "content": {
+                            "cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}})
+    assert saved.status_code == 201, saved.text
+    on_disk = state / "home" / "alice" / "saved-in-lab.ipynb"
+    if os.geteuid() == 0:
+        assert on_disk.stat().st_uid == 1001
+        as_bob = subprocess.run(["setpriv", "--reuid=1002", "--regid=1002", "--clear-groups",
+                                 "cat", str(on_disk)], capture_output=True, text=True)
+        assert as_bob.returncode != 0 and "Permission denied" in as_bob.stderr
+    assert "saved-in-lab.ipynb" in _rclone_lsf(banner, port)
+    bob_id, bob_secret = fresh_key(state, DEMO_USERS[1])
+    bob = httpx.get(f"http://127.0.0.1:{port + 780}/home/saved-in-lab.ipynb",
+                    auth=(bob_id, bob_secret), timeout=30)
+    assert bob.status_code == 404  # bob's /home/ is his own
+
+
+def _rclone_lsf(banner: str, port: int) -> str:
+    """``rclone lsf :webdav:home/`` exactly as the banner says to run it."""
+    key = re.search(r"key id (KP\w+)\s+secret (\S+)", banner)
+    assert key, banner
+    rclone = require_tool("rclone")
+    obscured = subprocess.run([rclone, "obscure", key.group(2)], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    env = {**os.environ, "RCLONE_CONFIG": "/dev/null",
+           "RCLONE_WEBDAV_URL": f"http://127.0.0.1:{port + 780}/",
+           "RCLONE_WEBDAV_VENDOR": "other", "RCLONE_WEBDAV_USER": key.group(1),
+           "RCLONE_WEBDAV_PASS": obscured}
+    listed = subprocess.run([rclone, "lsf", ":webdav:home/"], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    return listed.stdout
 
 
 def _check_kubepie(banner: str, port: int, state: Path) -> None:

@@ -9,8 +9,8 @@ JupyterLab is hers on disk and over WebDAV; bob can reach neither her files nor 
 from __future__ import annotations
 
 import asyncio
-import json
 import html
+import json
 import os
 import re
 import stat

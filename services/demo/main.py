@@ -132,7 +132,7 @@ def _kubepie_banner(url: str, key_id: str, secret: str, state: Path) -> str:
       rclone lsf :webdav:home/
       rclone copy ./results :webdav:home/results
       mkdir -p ~/alice-files && rclone mount :webdav:home/ ~/alice-files --vfs-cache-mode writes
- 6. Or sign in in the browser at {url}/home/ (as alice), or use a token in JupyterLab:
+ 6. Or sign in in the browser at {url}/home/ (as alice or bob), or use a token in JupyterLab:
       curl -H "Authorization: Bearer $(cat $BEARER_TOKEN_FILE)" {url}/home/
     Gateway log: {state / 'kubepie-gateway.log'}
 
@@ -148,18 +148,24 @@ def _banner(port: int, state: Path, issuer: str) -> str:
  jupyterhub-sidecars demo is running (Ctrl-C stops everything)
 
  1. Open {url}/hub/login (use 127.0.0.1, not localhost) and sign in: the
-    local OIDC provider ({issuer}) asks for a subject: type alice (or any name).
+    local OIDC provider ({issuer}) asks for a subject: type alice or bob.
+    Their claims carry uid/gid 1001/1002 and the group xray (gid 5000); the notebook runs
+    as that user (when the demo runs as root). Any other name has no uid: the spawn page
+    says so and nothing starts.
  2. Pick "Quick look (Limits: 1GB RAM, 1 CPU, 2 min)" and start the server.
     JupyterLab's status bar (bottom left) shows "Mem: … / 1024 MB | Walltime: … / 120 s";
     a notification warns one minute before the end, another when the server stops.
  3. In a JupyterLab terminal:
-      curl -s $JUPYTERHUB_SIDECARS_WALLTIME_URL/status      # the countdown
+      id; ls -ld ~ /groups 2>/dev/null; echo $HOME             # you, by name and uid
+      jupyterhub-sidecars usage                              # memory, CPU, GPU, walltime
       cat $BEARER_TOKEN_FILE                                 # a fresh access token
-      curl -s $JUPYTERHUB_SIDECARS_TOKEN_URL/v1/token        # the same, with its expiry
       oidc-token demo                                        # via $OIDC_SOCK (oidc-agent-cli)
       curl -s -H "Authorization: Bearer $(cat $BEARER_TOKEN_FILE)" {issuer}/userinfo
-      jupyterhub-sidecars usage                              # memory, CPU, GPU, walltime
- 4. Watch the server stop after two minutes; your files stay in {state}/home.
+    On one machine the sidecars listen on UNIX sockets only you can open (in a pod,
+    http://127.0.0.1): $JUPYTERHUB_SIDECARS_WALLTIME_URL is http+unix://<socket>, e.g.
+      curl -s --unix-socket $(dirname $BEARER_TOKEN_FILE)/walltime.sock localhost/status
+ 4. Watch the server stop after two minutes; your files stay in {state}/home/<you>,
+    owned by your uid; {state}/groups/xray is shared by alice and bob.
 
  Operators:
       curl -s http://127.0.0.1:{port + 768}/metrics | grep alice       # usage per server

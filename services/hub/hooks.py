@@ -271,8 +271,7 @@ async def post_stop_hook(spawner: Any) -> None:
     (``Spawner.post_stop_hook``; also after a hub restart: both are found by name)."""
     revoke_tokens(spawner, "walltime")
     revoke_tokens(spawner, "tokenhelper")
-    if _on_kubernetes(spawner):
-        await _delete_secret(spawner)
+    await delete_server_secret(spawner)
 
 
 def modify_pod_hook(spawner: Any, pod: Any) -> Any:
@@ -305,11 +304,14 @@ async def after_pod_created_hook(spawner: Any, pod: dict[str, Any]) -> None:
             raise
         # Left from a start the hub did not see through: replace it (secrets cannot be
         # patched with the hub's Role, and this one must be owned by the new pod).
-        await _delete_secret(spawner)
+        await delete_server_secret(spawner)
         await spawner.api.create_namespaced_secret(spawner.namespace, manifest)
 
 
-async def _delete_secret(spawner: Any) -> None:
+async def delete_server_secret(spawner: Any) -> None:
+    """The server's Secret, gone (KubeSpawner only; a missing one is fine)."""
+    if not _on_kubernetes(spawner):
+        return
     from kubernetes_asyncio.client.exceptions import ApiException
 
     try:

@@ -19,7 +19,8 @@ class PrivilegeError(RuntimeError):
 
 
 def drop_privileges(uid: int | None, gid: int | None, groups: tuple[int, ...],
-                    *, setting: str = "FILESERVER_UID") -> None:
+                    *, setting: str = "FILESERVER_UID",
+                    refusal: str = "refusing to run as root") -> None:
     """Switch to ``uid``/``gid``/``groups`` when root; refuse to stay root without them."""
     if os.geteuid() != 0:
         if uid is not None and (uid, gid) != (os.getuid(), os.getgid()):
@@ -28,8 +29,7 @@ def drop_privileges(uid: int | None, gid: int | None, groups: tuple[int, ...],
                 f"{os.getuid()} (unset {setting} to run as this user)")
         return
     if uid is None or gid is None:
-        raise PrivilegeError(f"refusing to run as root: set {setting} and the gid to the "
-                             "ids to run as")
+        raise PrivilegeError(f"{refusal}: set {setting} to the ids to run as")
     os.setgroups(list(groups))
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)

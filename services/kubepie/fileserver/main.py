@@ -28,7 +28,9 @@ def main(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         exit_on_settings_error("kubepie fileserver", exc)
     try:
-        drop_privileges(settings.uid, settings.gid, settings.group_ids)
+        drop_privileges(settings.uid, settings.gid, settings.group_ids,
+                        setting="FILESERVER_UID and FILESERVER_GID",
+                        refusal="refusing to serve files as root")
     except (PrivilegeError, OSError) as exc:
         print(f"jupyterhub-sidecars kubepie fileserver: {exc}", file=sys.stderr)
         return SETTINGS_ERROR_EXIT
