@@ -6,9 +6,12 @@ its own on loopback (127.0.0.N), then reports the pod Running and Ready."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ class Kubelet:
     api: KubeApi
     volumes: dict[str, Path]                 # pod volume name → host folder
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    secret_dirs: list[Path] = field(default_factory=list)
     next_ip: int = 2
 
     async def run_pod(self, pod: dict[str, Any]) -> None:
@@ -31,8 +35,15 @@ class Kubelet:
         env = {e["name"]: e["value"] for e in container.get("env", [])}
         mounts = []
         for mount in container["volumeMounts"]:
+            volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+            if "secret" in volume:  # as kubelet does: wait for the Secret, then its files
+                folder = await self._secret_files(meta["namespace"],
+                                                  volume["secret"]["secretName"])
+                env = {k: v.replace(mount["mountPath"], str(folder), 1)
+                       if v.startswith(mount["mountPath"] + "/") else v
+                       for k, v in env.items()}
             if mount["name"] not in self.volumes:
-                continue  # emptyDir /tmp
+                continue  # emptyDir /tmp, secrets
             host = self.volumes[mount["name"]] / mount.get("subPath", "")
             mounts.append((mount["mountPath"], host))
         served = []
@@ -60,6 +71,25 @@ class Kubelet:
             "phase": "Running", "podIP": ip, "conditions": [
                 {"type": "Ready", "status": "True"}]})
 
+    async def _secret_files(self, namespace: str, name: str) -> Path:
+        """A Secret's keys as files (0444 as the pod asks, in a folder of the pod's own),
+        once the Secret exists; kubelet retries the mount until then."""
+        for _ in range(100):
+            secret = self.api.secrets.get((namespace, name))
+            if secret is not None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"secret {name} never appeared")
+        folder = Path(tempfile.mkdtemp(prefix="kubelet-secret-"))
+        folder.chmod(0o755)
+        self.secret_dirs.append(folder)
+        for key, value in (secret.get("data") or {}).items():
+            path = folder / key
+            path.write_bytes(base64.b64decode(value))
+            path.chmod(0o444)
+        return folder
+
     async def stop_pod(self, pod: dict[str, Any]) -> None:
         """The pod was deleted: its container gets SIGTERM, then SIGKILL after the grace."""
         process = self.processes.pop(pod["metadata"]["name"], None)
@@ -86,3 +116,5 @@ class Kubelet:
                 process.terminate()
             await process.wait()
         self.processes.clear()
+        for folder in self.secret_dirs:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -116,3 +116,12 @@ def test_pod_identity_is_bound_to_signature_pod_and_time() -> None:
     other = ECKey.import_key(generate_key()[0])
     with pytest.raises(IdentityRefused):
         verify(sign(identity, "kubepie-alice-1", other), "kubepie-alice-1", check)
+
+
+def test_access_key_secrets_never_start_like_a_flag() -> None:
+    """rclone obscure -abc… failed when a secret began with '-': 1 in 32 keys."""
+    from services.kubepie.gateway.accesskeys import new_secret
+
+    secrets_made = [new_secret() for _ in range(2000)]
+    assert all(s[0].isalnum() and len(s) == 40 for s in secrets_made)
+    assert len(set(secrets_made)) == 2000

@@ -131,6 +131,13 @@ async def test_a_pod_per_user_admitted_run_and_replaced(cluster: Cluster) -> Non
     response = await cluster.get("alice", "/home/secret.txt")
     assert response.status_code == 200 and response.text == "alice's secret\n"
     [body] = cluster.api.created
+    # No credential in the pod: the token is in a Secret owned by the pod.
+    token_secret = cluster.api.secrets[(NAMESPACE, f"{body['metadata']['name']}-token")]
+    token = base64.b64decode(token_secret["data"]["token"]).decode()
+    assert len(token) == 64 and token not in json.dumps(body)
+    pod = cluster.api.by_name(NAMESPACE, body["metadata"]["name"])
+    assert pod is not None and token not in json.dumps(pod)
+    assert token_secret["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]
     _check_pod(body)
     for version in ("1.25", "1.30", "1.34"):
         kubernetes_validate.validate(body, version, strict=True)
@@ -178,11 +185,16 @@ def _check_pod(pod: dict[str, Any]) -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "webdav"}
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["FILESERVER_MOUNTS"] == "home=/srv/kubepie/home,data=/srv/kubepie/data"
-    assert env["FILESERVER_READ_ONLY"] == "data" and len(env["FILESERVER_ACCESS_TOKEN"]) == 64
+    assert env["FILESERVER_READ_ONLY"] == "data"
+    assert env["FILESERVER_ACCESS_TOKEN_FILE"] == "/etc/kubepie/token"
+    assert "FILESERVER_ACCESS_TOKEN" not in env  # by file, from the pod's own Secret
     assert container["volumeMounts"] == [
         {"name": "homes", "mountPath": "/srv/kubepie/home", "subPath": "alice"},
         {"name": "data", "mountPath": "/srv/kubepie/data", "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"}]
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "token", "mountPath": "/etc/kubepie", "readOnly": True}]
+    assert {"name": "token", "secret": {"secretName": f"{meta['name']}-token",
+                                        "defaultMode": 0o444}} in spec["volumes"]
     assert spec["volumes"][:2] == STORAGE["volumes"]
     assert container["resources"]["limits"] == {"memory": "512Mi"}
 

@@ -239,12 +239,26 @@ class PropfindRenderer:
         return "".join(self.render(r) for r in resources).encode()
 
 
+def propfind_depth(header: str | None) -> str:
+    """"0" or "1". Without a Depth header, 1 — what SabreDAV (Nextcloud, ownCloud) does, and
+    what clients that leave it out expect: fsspec/webdav4's exists/isdir/info and pandas
+    reading a file through it send a bare PROPFIND (RFC 4918's default, infinity, would make
+    them fail). An explicit ``infinity`` is refused with 403 and the RFC's
+    ``propfind-finite-depth`` (a walk of a whole home; Apache answers the same): a client that
+    asks for everything must not silently get one level. Anything else is a 400."""
+    if header is None:
+        return "1"
+    depth = header.strip().lower()
+    if depth == "infinity":
+        raise dav_error(web.HTTPForbidden, "propfind-finite-depth")
+    if depth not in ("0", "1"):
+        raise web.HTTPBadRequest(text="Depth must be 0, 1 or infinity\n")
+    return depth
+
+
 async def propfind(dav: Dav, request: web.Request) -> web.StreamResponse:
     target = dav.target(request)
-    depth = request.headers.get("Depth", "infinity").strip().lower()
-    if depth not in ("0", "1"):
-        # RFC 4918 §9.1: a server may refuse Depth: infinity (a walk of a whole home folder).
-        raise dav_error(web.HTTPForbidden, "propfind-finite-depth")
+    depth = propfind_depth(request.headers.get("Depth"))
     query = davxml.parse_propfind(await dav.read_xml_body(request))
     renderer = PropfindRenderer(query, dav.locks.within(target.segments))
     if target.mount is None:

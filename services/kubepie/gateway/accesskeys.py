@@ -73,6 +73,15 @@ class KeyStore(Protocol):
     def close(self) -> None: ...
 
 
+def new_secret() -> str:
+    """40 URL-safe characters (240 random bits) that never start with ``-`` or ``_``: a
+    secret pasted after a command (``rclone obscure <secret>``) must not read as a flag."""
+    while True:
+        secret = secrets.token_urlsafe(30)
+        if secret[0].isalnum():
+            return secret
+
+
 def new_key_id() -> str:
     return KEY_ID_PREFIX + base64.b32encode(secrets.token_bytes(10)).decode()
 
@@ -101,7 +110,7 @@ class AccessKeys:
         existing = await self.store.for_user(identity.username)
         if len(existing) >= MAX_KEYS_PER_USER:
             raise ValueError(f"you have {len(existing)} keys, the most allowed; revoke one")
-        secret = secrets.token_urlsafe(30)
+        secret = new_secret()
         async with self._hashing:
             secret_hash = await asyncio.to_thread(HASHER.hash, secret)
         now = time.time()

@@ -34,6 +34,7 @@ from services.kubepie.gateway.backends.podspec import (
     is_finished,
     is_ready,
     pod_name,
+    token_secret,
 )
 from services.kubepie.gateway.servers import Endpoint, StartFailed
 from services.kubepie.gateway.settings import GatewaySettings
@@ -135,6 +136,8 @@ class KubernetesBackend:
             pod = None
         if pod is None:
             await self._create(identity, name)
+        created = await self.table.wait_for(lambda: self.table.by_name.get(name))
+        await self._ensure_token(created)
         pod = await self.table.wait_for(lambda: self._ready_or_failed(name))
         if is_finished(pod):
             raise StartFailed(f"the file server pod {name} failed to start")
@@ -151,7 +154,6 @@ class KubernetesBackend:
 
     async def _create(self, identity: Identity, name: str) -> None:
         body = build_pod(identity, name=name, settings=self._pods, storage=self._storage,
-                         token=self.token_for(name),
                          signed_identity=sign(identity, name, self._identity_key),
                          owner=self._owner)
         try:
@@ -162,6 +164,27 @@ class KubernetesBackend:
                 return  # another replica (or an earlier request) created it
             raise StartFailed(f"creating pod {name} failed: {exc.status} "
                               f"{_message(exc)}") from None
+
+    async def _ensure_token(self, pod: dict[str, Any]) -> None:
+        """The pod's token Secret, owned by this pod (whichever replica created the pod; the
+        token is the same on every replica). The pod waits for it before it starts."""
+        secret = token_secret(pod, self.token_for(pod["metadata"]["name"]))
+        name = secret["metadata"]["name"]
+        try:
+            await self._api.create_namespaced_secret(self._pods.namespace, secret)
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise StartFailed(f"creating {name} failed: {exc.status} "
+                                  f"{_message(exc)}") from None
+        existing = await self._api.read_namespaced_secret(name, self._pods.namespace)
+        owners = existing.metadata.owner_references or []
+        if any(o.uid == pod["metadata"]["uid"] for o in owners):
+            return  # another replica made it for this very pod
+        # Left from an earlier pod of the same name: replace it (Secrets are not patched).
+        with contextlib.suppress(ApiException):
+            await self._api.delete_namespaced_secret(name, self._pods.namespace)
+        await self._api.create_namespaced_secret(self._pods.namespace, secret)
 
     async def _delete(self, name: str) -> None:
         try:

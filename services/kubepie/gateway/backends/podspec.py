@@ -6,6 +6,7 @@ at ``/<name>/`` (groups at ``/groups/<group>/``).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import time
@@ -22,6 +23,27 @@ USER_LABEL = "kubepie.io/user"
 LAST_USED = "kubepie.io/last-used"
 SELECTOR = f"app.kubernetes.io/name={APP_LABEL},app.kubernetes.io/managed-by={MANAGED_BY}"
 MOUNT_ROOT = "/srv/kubepie"
+TOKEN_DIR = "/etc/kubepie"  # noqa: S105 - a folder: the pod's token file, from its own Secret
+TOKEN_KEY = "token"  # noqa: S105 - the key's name
+
+
+def token_secret_name(pod: str) -> str:
+    return f"{pod}-token"
+
+
+def token_secret(pod: dict[str, Any], token: str) -> dict[str, Any]:
+    """The file server's access token as a Secret owned by its pod: never in the pod spec
+    (anyone who may get pods reads that), gone with the pod."""
+    meta = pod["metadata"]
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": token_secret_name(meta["name"]),
+                         "namespace": meta["namespace"],
+                         "labels": {"app.kubernetes.io/managed-by": MANAGED_BY,
+                                    "app.kubernetes.io/part-of": "kubepie"},
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Pod",
+                                              "name": meta["name"], "uid": meta["uid"],
+                                              "blockOwnerDeletion": True}]},
+            "data": {TOKEN_KEY: base64.b64encode(token.encode()).decode()}}
 
 
 def served_folders(storage: StorageDefinition, identity: Identity
@@ -54,7 +76,7 @@ class PodSettings:
 
 
 def build_pod(identity: Identity, *, name: str, settings: PodSettings,
-              storage: StorageDefinition, token: str, signed_identity: str,
+              storage: StorageDefinition, signed_identity: str,
               owner: dict[str, Any] | None) -> dict[str, Any]:
     volumes, volume_mounts, served = served_folders(storage, identity)
     env = [
@@ -62,7 +84,7 @@ def build_pod(identity: Identity, *, name: str, settings: PodSettings,
         {"name": "FILESERVER_READ_ONLY", "value": ",".join(n for n, _, ro in served if ro)},
         {"name": "FILESERVER_HOST", "value": "0.0.0.0"},
         {"name": "FILESERVER_PORT", "value": str(settings.port)},
-        {"name": "FILESERVER_ACCESS_TOKEN", "value": token},
+        {"name": "FILESERVER_ACCESS_TOKEN_FILE", "value": f"{TOKEN_DIR}/{TOKEN_KEY}"},
     ]
     metadata: dict[str, Any] = {
         "name": name, "namespace": settings.namespace,
@@ -86,7 +108,8 @@ def build_pod(identity: Identity, *, name: str, settings: PodSettings,
                       "limits": {"memory": settings.memory_limit}},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [*volume_mounts, {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
+        "volumeMounts": [*volume_mounts, {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+                         {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True}],
     }
     spec: dict[str, Any] = {
         "restartPolicy": "Never",  # a dead server is replaced by the gateway, fresh
@@ -96,7 +119,10 @@ def build_pod(identity: Identity, *, name: str, settings: PodSettings,
                             "supplementalGroups": list(identity.gids), "runAsNonRoot": True,
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
-        "volumes": [*volumes, {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        "volumes": [*volumes, {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                    # 0444: the container runs as the user, and no other container mounts it
+                    {"name": "token", "secret": {"secretName": token_secret_name(name),
+                                                 "defaultMode": 0o444}}],
         "terminationGracePeriodSeconds": 30,
     }
     if settings.service_account:
