@@ -1,0 +1,116 @@
+"""What is opened is closed, tables do not grow without bound, failures are visible."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.identity.claims import Identity
+from services.kubepie.gateway.servers import Endpoint, UserServers
+from services.runtime.kube_watch import PodWatcher
+from tests.tools import REPO
+
+
+class InstantBackend:
+    name = "test"
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def start(self, identity: Identity) -> Endpoint:
+        await asyncio.sleep(0.01)
+        return Endpoint(identity, "http://127.0.0.1:9", "t", identity.username)
+
+    async def stop(self, endpoint: Endpoint) -> None:
+        endpoint.dead.set()
+
+    def note_use(self, endpoint: Endpoint) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_the_start_lock_table_holds_only_starts_in_progress() -> None:
+    """One entry per identity ever seen was kept before: 1,000 users, 1,000 locks forever."""
+    backend = InstantBackend()
+    servers = UserServers(backend, idle_timeout=0.0, start_timeout=5)  # type: ignore[arg-type]
+    identities = [Identity(f"user{n}", 2000 + n, 2000 + n) for n in range(300)]
+    # concurrent first requests of each identity still start one server each
+    endpoints = await asyncio.gather(*(servers.endpoint(i) for i in identities for _ in (1, 2)))
+    assert len({id(e) for e in endpoints}) == 300
+    assert servers.starting == 0
+    assert await servers.stop_idle() == 300
+    await servers.close()
+    assert backend.closed
+
+
+async def test_the_kubernetes_backend_closes_its_api_client() -> None:
+    from services.kubepie.gateway.backends.kubernetes import KubernetesBackend
+    from services.kubepie.gateway.backends.podspec import PodSettings
+    from services.storage.definition import StorageDefinition
+
+    class Client:
+        closed = False
+
+        async def close(self) -> None:
+            self.closed = True
+
+    client = Client()
+    backend = KubernetesBackend(
+        object(), pods=PodSettings(namespace="ns", image="i"),
+        storage=StorageDefinition.parse({"volumes": [{"name": "v", "emptyDir": {}}],
+                                         "mounts": [{"name": "home", "volume": "v"}]}),
+        identity_key=None, token_secret=b"s", owner=None, idle_timeout=60,
+        api_client=client)
+    await backend.close()
+    assert client.closed
+
+
+async def test_an_unexpected_pod_watch_error_is_logged_with_its_traceback_and_backs_off(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    class BrokenApi:
+        calls = 0
+
+        async def list_namespaced_pod(self, *args: Any, **kwargs: Any) -> Any:
+            BrokenApi.calls += 1
+            raise KeyError("metadata")  # a bug, not an ApiException
+
+    class Index:
+        pods: dict[str, Any] = {}
+
+        def replace(self, pods: Any) -> None: ...
+
+        def apply(self, event_type: str, pod: Any) -> None: ...
+
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    watcher = PodWatcher(BrokenApi(), Index(), namespace="ns", label_selector="a=b")
+    with caplog.at_level(logging.ERROR, logger="services.runtime.kube_watch"):
+        task = asyncio.ensure_future(watcher.run())
+        while len(delays) < 5:
+            await real_sleep(0)
+        task.cancel()
+    records = [r for r in caplog.records if "pod watch failed unexpectedly" in r.message]
+    assert records and records[0].exc_info is not None  # the traceback is in the log
+    assert delays[:5] == sorted(delays[:5]) or max(delays[:5]) > delays[0]  # backing off
+    assert all(d > 0 for d in delays)
+
+
+def test_every_logger_is_in_one_hierarchy() -> None:
+    """``getLogger(__name__)`` everywhere: ``services.<module>``, nothing else of ours."""
+    literal = re.compile(r'getLogger\(\s*f?["\'](?!httpx|aiohttp|services\.|\{__name__\})')
+    offenders = [str(p.relative_to(REPO)) for p in Path(REPO / "services").rglob("*.py")
+                 if literal.search(p.read_text())]
+    assert offenders == []
