@@ -103,6 +103,9 @@ command -v litmus >/dev/null || apt_install litmus
 command -v rclone >/dev/null || apt_install rclone
 command -v cadaver >/dev/null || apt_install cadaver
 command -v davix-put >/dev/null || apt_install davix
+# rclone mount (the tests, and the demo banner's recipe) needs FUSE 3's fusermount3.
+command -v fusermount3 >/dev/null || apt_install fuse3
+command -v wget >/dev/null || apt_install wget  # share links: wget -r of a folder link
 # nginx in front of the kubepie gateway (auth_request mode, deploy/kubepie/nginx/).
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light
 

@@ -48,6 +48,8 @@ class KubeApi:
     webhook_ca: str | None = None            # its CA bundle (PEM file)
     on_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # "the kubelet"
     on_deleted: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # stops containers
+    rules: list[dict[str, Any]] | None = None  # a Role's rules: RBAC as the API server checks
+    denied: list[str] = field(default_factory=list)  # requests the rules refused
     _changed: asyncio.Condition | None = None
     _runner: web.AppRunner | None = None
     url: str = ""
@@ -174,7 +176,26 @@ class KubeApi:
             return _status(503, "ServiceUnavailable", "the API server is unreachable")
         if request.headers.get("Authorization") != "Bearer test-token":
             return _status(401, "Unauthorized", "Unauthorized")
+        if self.rules is not None:
+            return self._rbac(request)
         return None
+
+    def _rbac(self, request: web.Request) -> web.Response | None:
+        """Refuse what the Role does not grant, with the API server's own message."""
+        group, resource, name = _resource_of(request)
+        verb = _verb_of(request, name)
+        for rule in self.rules or []:
+            if (group in rule.get("apiGroups", []) and resource in rule.get("resources", [])
+                    and verb in rule.get("verbs", [])
+                    and (not rule.get("resourceNames") or name in rule["resourceNames"])):
+                return None
+        self.denied.append(f"{verb} {resource} {name}".strip())
+        namespace = request.match_info.get("namespace", "")
+        subject = f'{resource} "{name}"' if name else resource
+        return _status(403, "Forbidden",
+                       f'{subject} is forbidden: User "system:serviceaccount:{namespace}:test" '
+                       f'cannot {verb} resource "{resource}" in API group "{group}" '
+                       f'in the namespace "{namespace}"')
 
     async def _create_pod(self, request: web.Request) -> web.Response:
         refused = self._authorized(request)
@@ -307,6 +328,19 @@ class KubeApi:
             return web.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                       "status": "Success", "details": {"name": key[1],
                                                                        "kind": "secrets"}})
+        if request.method == "PATCH":
+            body = await request.json()
+            if request.content_type == "application/json-patch+json":
+                secret = apply_patch(copy.deepcopy(secret), body)
+            elif request.content_type in ("application/merge-patch+json",
+                                          "application/strategic-merge-patch+json"):
+                secret = merge(copy.deepcopy(secret), body)
+            else:
+                return _status(415, "UnsupportedMediaType",
+                               f"the body of the request was in an unknown format - "
+                               f"accepted media types include: application/json-patch+json, "
+                               f"application/merge-patch+json, got {request.content_type}")
+            self.secrets[key] = secret
         return web.json_response(secret)
 
     async def _list_secrets(self, request: web.Request) -> web.Response:
@@ -330,6 +364,37 @@ class KubeApi:
         if key not in self.deployments:
             return _status(404, "NotFound", f'deployments.apps "{key[1]}" not found')
         return web.json_response(self.deployments[key])
+
+
+def _resource_of(request: web.Request) -> tuple[str, str, str]:
+    """(API group, resource, name) of a request path such as /apis/apps/v1/namespaces/x/..."""
+    parts = request.path.strip("/").split("/")
+    group = "" if parts[0] == "api" else parts[1]
+    rest = parts[2:] if parts[0] == "api" else parts[3:]
+    if rest[:1] == ["namespaces"]:
+        rest = rest[2:]
+    return group, rest[0], rest[1] if len(rest) > 1 else ""
+
+
+def _verb_of(request: web.Request, name: str) -> str:
+    if request.method == "GET":
+        if request.query.get("watch") in TRUE:
+            return "watch"
+        return "get" if name else "list"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch",
+            "DELETE": "delete" if name else "deletecollection"}[request.method]
+
+
+def role_rules(path: str, role: str) -> list[dict[str, Any]]:
+    """The rules of one Role in a manifest, as an operator applies them."""
+    import yaml
+
+    with open(path) as stream:
+        for document in yaml.safe_load_all(stream):
+            if document and document.get("kind") == "Role" and \
+                    document["metadata"]["name"] == role:
+                return list(document["rules"])
+    raise LookupError(f"no Role {role} in {path}")
 
 
 def merge(target: Any, patch: Any) -> Any:

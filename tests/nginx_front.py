@@ -59,3 +59,4 @@ http {{
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+

@@ -3,6 +3,7 @@ rclone and cadaver with that key; revoking it locks them out. Headless Debian Ch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -62,6 +63,7 @@ def test_login_key_rclone_cadaver_revoke(served: Gateway, tmp_path: Path) -> Non
             executable_path=chromium, headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         context = browser.new_context()
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=served.url)
         page = context.new_page()
         try:
             page.goto(f"{served.url}/home/")  # not signed in: off to the provider
@@ -82,6 +84,9 @@ def test_login_key_rclone_cadaver_revoke(served: Gateway, tmp_path: Path) -> Non
             secret = page.locator("#key-secret").inner_text()
             page.screenshot(path=ARTIFACTS / "2-new-key.png")
             assert key_id.startswith("KP") and len(secret) >= 40
+            page.click("button[data-copy=key-secret]")  # the page's one script
+            expect(page.locator("button[data-copy=key-secret]")).to_have_text("Copied")
+            assert page.evaluate("navigator.clipboard.readText()") == secret
 
             # The key works with rclone (Basic, sent up front) ...
             (tmp_path / "up.txt").write_text("from rclone\n")
@@ -138,3 +143,69 @@ def test_key_forms_need_the_session_and_its_csrf_token(served: Gateway) -> None:
 def test_a_stale_or_foreign_login_callback_is_refused(served: Gateway) -> None:
     response = httpx.get(f"{served.url}/_kubepie/callback?code=abc&state=forged")
     assert response.status_code == 400 and "stale" in response.text
+
+
+def test_share_links_made_copied_opened_and_revoked_in_the_browser(served: Gateway) -> None:
+    chromium = require_tool("chromium")
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (served.root / "home/alice/results").mkdir(exist_ok=True)
+    (served.root / "home/alice/results/scan.csv").write_text("energy,counts\n8.0,120\n")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        owner = browser.new_context()
+        owner.grant_permissions(["clipboard-read", "clipboard-write"], origin=served.url)
+        page = owner.new_page()
+        stranger = browser.new_context(accept_downloads=True)  # no session, no login
+        try:
+            page.goto(f"{served.url}/_kubepie/links")  # signs in on the way
+            page.fill("input[name=sub]", "alice")
+            page.click("button[type=submit]:has-text('Authorize')")
+            expect(page.locator("body")).to_contain_text("Signed in as alice")
+            page.fill("input[name=path]", "/home/results")
+            page.fill("input[name=label]", "for the beamline")
+            page.fill("input[name=days]", "3")
+            page.click("button:has-text('Create')")
+            url = page.locator("#link-url").inner_text()
+            page.click("button[data-copy=link-url]")
+            expect(page.locator("button[data-copy=link-url]")).to_have_text("Copied")
+            assert page.evaluate("navigator.clipboard.readText()") == url
+            page.screenshot(path=ARTIFACTS / "4-new-link.png")
+
+            visitor = stranger.new_page()
+            visitor.goto(url)  # a folder link: a listing, without any login
+            expect(visitor.locator("body")).to_contain_text("scan.csv")
+            assert "secret.txt" not in visitor.content()
+            visitor.screenshot(path=ARTIFACTS / "5-link-listing.png")
+            with visitor.expect_download() as download:
+                visitor.click("a:has-text('scan.csv')")
+            assert Path(download.value.path()).read_text() == "energy,counts\n8.0,120\n"
+            assert download.value.suggested_filename == "scan.csv"
+
+            # A file link, from the form on the keys page.
+            page.goto(f"{served.url}/_kubepie/keys")
+            page.fill("form:has(button:has-text('Share')) input[name=path]",
+                      "/home/results/scan.csv")
+            page.click("button:has-text('Share')")
+            file_url = page.locator("#link-url").inner_text()
+            assert file_url.endswith("/scan.csv")
+            with visitor.expect_download() as download, \
+                    contextlib.suppress(PlaywrightError):  # a download aborts the navigation
+                visitor.goto(file_url)
+            assert Path(download.value.path()).read_text().startswith("energy")
+
+            page.goto(f"{served.url}/_kubepie/links")
+            row = page.locator("tr", has_text="for the beamline")
+            expect(row).to_contain_text("/home/results/")
+            expect(row.locator("td").nth(3)).to_have_text("2")  # the listing and the download
+            row.locator("button:has-text('Revoke')").click()
+            expect(page.locator("body")).not_to_contain_text("for the beamline")
+            page.screenshot(path=ARTIFACTS / "6-link-revoked.png")
+            gone = visitor.goto(url)
+            assert gone is not None and gone.status == 404
+        finally:
+            browser.close()

@@ -30,11 +30,11 @@ from services.kubepie.pod_identity import ANNOTATION, generate_key, sign
 from services.kubepie.webhook.admission import review
 from tests.gateway import Gateway, access_token, make_homes, remove, temp_root
 from tests.hub import free_port
-from tests.kube_api import KubeApi
+from tests.kube_api import KubeApi, role_rules
 from tests.kubelet import Kubelet
 from tests.oidc import OidcProvider
 from tests.tls import serving_certificate
-from tests.tools import VENV_BIN
+from tests.tools import REPO, VENV_BIN
 
 pytestmark = pytest.mark.slow
 NAMESPACE = "kubepie"
@@ -92,7 +92,8 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
              "KUBEPIE_WEBHOOK_TLS_CERT_FILE": str(cert), "KUBEPIE_WEBHOOK_TLS_KEY_FILE": str(key),
              "KUBEPIE_WEBHOOK_HOST": "127.0.0.1", "KUBEPIE_WEBHOOK_PORT": str(webhook_port)},
         stdout=(root / "webhook.log").open("wb"), stderr=subprocess.STDOUT)
-    api = KubeApi(webhook_url=f"https://127.0.0.1:{webhook_port}/mutate", webhook_ca=str(ca))
+    api = KubeApi(webhook_url=f"https://127.0.0.1:{webhook_port}/mutate", webhook_ca=str(ca),
+                  rules=role_rules(str(REPO / "deploy/kubepie/rbac.yaml"), "kubepie-gateway"))
     await api.start()
     api.deployments[(NAMESPACE, "kubepie-gateway")] = {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -158,6 +159,7 @@ async def test_a_pod_per_user_admitted_run_and_replaced(cluster: Cluster) -> Non
     assert f"DELETE /api/v1/namespaces/{NAMESPACE}/pods/{name}" in " ".join(
         r.split("?")[0] for r in cluster.api.requests)
     assert len(cluster.api.created) == 3 and cluster.api.created[2]["metadata"]["name"] == name
+    assert cluster.api.denied == []  # the Role in deploy/kubepie/rbac.yaml grants all it does
 
 
 def _check_pod(pod: dict[str, Any]) -> None:
@@ -291,6 +293,25 @@ async def test_access_keys_in_secrets_are_shared_by_replicas(cluster: Cluster) -
         assert await other.store.for_user("bob") == []
         assert await one.revoke(key.key_id, "alice")
         assert (NAMESPACE, f"kubepie-key-{key.key_id.lower()}") not in cluster.api.secrets
+    assert cluster.api.denied == []
+
+
+async def test_the_api_double_enforces_the_role(cluster: Cluster) -> None:
+    """What the Role does not grant is refused as the API server refuses it (so the test
+    above can fail)."""
+    from kubernetes_asyncio import client, config
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    await config.load_kube_config(config_file=str(cluster.gateway.root / "kubeconfig"))
+    async with client.ApiClient() as api_client:
+        with pytest.raises(ApiException) as refused:
+            await client.CoreV1Api(api_client).replace_namespaced_pod(
+                "anyone", NAMESPACE, {"metadata": {"name": "anyone"}})
+        assert refused.value.status == 403 and "cannot update resource" in str(refused.value.body)
+        with pytest.raises(ApiException) as other:
+            await client.AppsV1Api(api_client).read_namespaced_deployment("hub", NAMESPACE)
+        assert other.value.status == 403  # resourceNames: its own Deployment only
+    assert cluster.api.denied == ["update pods anyone", "get deployments hub"]
 
 
 def test_admission_review_as_the_api_server_sends_it(tmp_path: Path) -> None:

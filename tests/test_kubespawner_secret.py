@@ -33,11 +33,18 @@ from tests.test_kubespawner_pod import CREDENTIALS, NOTEBOOK_TOKEN, full_plan
 
 pytestmark = pytest.mark.slow
 NAMESPACE = "jhub"
+# The hub's Role in the Zero to JupyterHub chart (templates/hub/rbac.yaml), unchanged: the hooks
+# must manage the server's Secret with exactly what the chart already grants.
+Z2JH_HUB_RULES = [
+    {"apiGroups": [""], "resources": ["pods", "persistentvolumeclaims", "secrets", "services"],
+     "verbs": ["get", "watch", "list", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "watch", "list"]},
+]
 
 
 @pytest.fixture
 async def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[KubeApi]:
-    double = KubeApi()
+    double = KubeApi(rules=Z2JH_HUB_RULES)
     await double.start()
 
     async def kubelet(pod: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from services.metrics.pods import PodIndex
 from services.runtime.kube_watch import PodWatcher
 from tests.cgroup_tree import MIB, Container, Pod, build_node, pod_dir, pod_json
 from tests.hub import free_port
-from tests.kube_api import KubeApi
+from tests.kube_api import KubeApi, role_rules
 from tests.nvml_double import FakeGpu, NvmlDouble
 from tests.tools import REPO, VENV_BIN, require_tool, wait_http
 
@@ -74,7 +74,8 @@ def value(found: dict[Any, float], name: str, **labels: str) -> float:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[KubeApi]:
-    api = KubeApi()
+    api = KubeApi(rules=role_rules(str(REPO / "deploy/metrics/rbac.yaml"),
+                                   "jupyterhub-sidecars-metrics"))
     await api.start()
     yield api
     await api.stop()

@@ -82,8 +82,7 @@ async def test_an_unexpected_pod_watch_error_is_logged_with_its_traceback_and_ba
             raise KeyError("metadata")  # a bug, not an ApiException
 
     class Index:
-        pods: dict[str, Any] = {}
-
+        pods: dict[str, Any] = {}  # noqa: RUF012 - a stand-in
         def replace(self, pods: Any) -> None: ...
 
         def apply(self, event_type: str, pod: Any) -> None: ...

@@ -18,6 +18,7 @@ from services.kubepie.fileserver.io_threads import BatchedThreads
 from services.kubepie.fileserver.locks import LockConflict, LockManager
 from services.kubepie.fileserver.mounts import BadPath, MountTable, OutsideMount
 from services.kubepie.fileserver.settings import FileserverSettings
+from services.kubepie.fileserver.shares import share_view
 from services.runtime.webapp import make_app
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ def build_app(settings: FileserverSettings, registry: CollectorRegistry) -> web.
                 raise web.HTTPUnauthorized(text="this server answers only its gateway\n")
             if handler is None:
                 raise web.HTTPMethodNotAllowed(request.method, sorted(HANDLERS))
-            response = await handler(dav, request)
+            view = await share_view(dav, request)
+            response = await handler(view or dav, request)
             status = response.status
             return response
         except web.HTTPException as exc:

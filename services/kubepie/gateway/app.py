@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.identity.claims import Identity
+from services.kubepie.fileserver.shares import PREFIX_HEADER, READ_METHODS, SHARE_HEADER
 from services.kubepie.gateway.authn import (
     Authenticator,
     NotAuthenticated,
@@ -21,6 +22,9 @@ from services.kubepie.gateway.authn import (
     challenges,
 )
 from services.kubepie.gateway.keys_page import KeysPage
+from services.kubepie.gateway.links import PREFIX as LINKS
+from services.kubepie.gateway.links import ShareLinks
+from services.kubepie.gateway.links_page import LinksPage
 from services.kubepie.gateway.login import PREFIX, BrowserLogin
 from services.kubepie.gateway.pages import error_page
 from services.kubepie.gateway.proxy import (
@@ -28,8 +32,10 @@ from services.kubepie.gateway.proxy import (
     forward,
     public_authority,
     request_headers,
+    upstream_url,
 )
 from services.kubepie.gateway.servers import StartFailed, UserServers
+from services.kubepie.gateway.sessions import Sessions
 from services.runtime.webapp import make_app
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,8 @@ class Gateway:
     servers: UserServers
     login: BrowserLogin
     keys_page: KeysPage
+    links: ShareLinks
+    sessions: Sessions
     public_url: str
     trust_forwarded: bool
 
@@ -67,6 +75,67 @@ def build_app(gateway: Gateway, registry: CollectorRegistry,
     app = make_app(registry)
     app.add_routes(gateway.login.routes())
     app.add_routes(gateway.keys_page.routes())
+
+    async def probe(identity: Identity, path: str) -> bool | None:
+        """Whether ``path`` is a folder on the identity's server (None: not readable)."""
+        endpoint = await gateway.servers.endpoint(identity)
+        endpoint.active += 1
+        try:
+            async with session.request("PROPFIND", upstream_url(endpoint.url, path), headers={
+                    "Authorization": f"Bearer {endpoint.token}", "Depth": "0"}) as answer:
+                text = await answer.text()
+        finally:
+            gateway.servers.release(endpoint)
+        if answer.status != 207:
+            return None
+        return "<D:collection/>" in text or ":collection/>" in text
+
+    links_page = LinksPage(gateway.links, gateway.sessions, gateway.authenticator,
+                           probe, gateway.public_url)
+    app.add_routes(links_page.routes())
+
+    async def share(request: web.Request) -> web.StreamResponse:
+        """A share link: the owner's server, read-only, within the shared path."""
+        started = time.monotonic()
+        user, status, sent = "-", 500, 0
+        token = request.match_info["token"]
+        try:
+            link = await gateway.links.resolve(token)
+            if link is None:
+                status = 404
+                return error_page(404, "This link does not exist, has expired, or was "
+                                       "revoked.")
+            user = link.owner.username
+            if request.method not in READ_METHODS:
+                status = 403
+                return error_page(403, "A share link is read-only.")
+            prefix = link.prefix(token)
+            target = request.raw_path.split("?", 1)[0]
+            if not target.startswith(prefix) and (target + "/").startswith(prefix):
+                status = 301  # the folder's own URL ends in "/"
+                raise web.HTTPMovedPermanently(prefix)
+            if not link.collection and target in (f"{LINKS}{token}", f"{LINKS}{token}/"):
+                status = 302  # a file is published under its own name
+                raise web.HTTPFound(prefix)
+            await gateway.links.store.count_use(link)
+            response, sent = await _proxy(gateway, request, session, link.owner, extra={
+                SHARE_HEADER: link.path, PREFIX_HEADER: prefix})
+            status = response.status
+            return response
+        except (Unavailable, StartFailed) as exc:
+            status = 503
+            return error_page(503, f"Unavailable: {exc}")
+        finally:
+            duration = time.monotonic() - started
+            metrics.requests.labels(request.method, str(status), "link").inc()
+            metrics.sent.inc(sent)
+            access_log.info("request", extra={
+                "user": user, "method": request.method, "path": request.path[:64],
+                "status": status, "bytes": sent, "duration": round(duration, 4),
+                "via": "link"})
+
+    app.router.add_route("*", f"{LINKS}{{token}}", share)
+    app.router.add_route("*", f"{LINKS}{{token}}/{{rest:.*}}", share)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
@@ -145,7 +214,8 @@ def build_app(gateway: Gateway, registry: CollectorRegistry,
 
 
 async def _proxy(gateway: Gateway, request: web.Request, session: aiohttp.ClientSession,
-                 identity: Identity) -> tuple[web.StreamResponse, int]:
+                 identity: Identity, extra: dict[str, str] | None = None
+                 ) -> tuple[web.StreamResponse, int]:
     host = public_authority(request, gateway.trust_forwarded)
     scheme = (request.headers.get("X-Forwarded-Proto", request.scheme)
               if gateway.trust_forwarded else request.scheme)
@@ -154,6 +224,7 @@ async def _proxy(gateway: Gateway, request: web.Request, session: aiohttp.Client
         endpoint = await gateway.servers.endpoint(identity)
         headers = request_headers(request, endpoint, public_host=host, public_scheme=scheme,
                                   own_hosts=own_hosts)
+        headers.update(extra or {})
         endpoint.active += 1
         try:
             return await forward(request, session, endpoint, headers)

@@ -14,7 +14,7 @@ from aiohttp import web
 from services.identity.claims import Identity
 from services.kubepie.gateway.accesskeys import AccessKey, AccessKeys
 from services.kubepie.gateway.login import PREFIX
-from services.kubepie.gateway.pages import error_page, page
+from services.kubepie.gateway.pages import SignedIn, copy_button, error_page, nav, page
 from services.kubepie.gateway.sessions import Sessions
 
 LIFETIMES = {"1": 86400.0, "30": 30 * 86400.0, "90": 90 * 86400.0, "365": 365 * 86400.0}
@@ -24,6 +24,7 @@ class KeysPage:
     def __init__(self, keys: AccessKeys, sessions: Sessions, public_url: str) -> None:
         self._keys = keys
         self._sessions = sessions
+        self._signed_in = SignedIn(sessions, f"{PREFIX}/keys")
         self._public_url = public_url.rstrip("/")
 
     def routes(self) -> list[web.RouteDef]:
@@ -31,16 +32,10 @@ class KeysPage:
                 web.post(f"{PREFIX}/keys/revoke", self.revoke)]
 
     def _session(self, request: web.Request) -> tuple[Identity, str]:
-        session = self._sessions.identity(request)
-        if session is None:
-            raise web.HTTPFound(f"{PREFIX}/login?next={PREFIX}/keys")
-        return session
+        return self._signed_in.session(request)
 
     async def _form(self, request: web.Request, session_id: str) -> dict[str, str]:
-        form = await request.post()
-        if not self._sessions.csrf_ok(session_id, str(form.get("csrf", ""))):
-            raise web.HTTPForbidden(text="the form is stale; reload the page\n")
-        return {k: str(v) for k, v in form.items()}
+        return await self._signed_in.form(request, session_id)
 
     async def show(self, request: web.Request) -> web.StreamResponse:
         identity, session_id = self._session(request)
@@ -67,8 +62,9 @@ class KeysPage:
                       new: tuple[AccessKey, str] | None = None) -> web.Response:
         csrf = escape(self._sessions.csrf_token(session_id))
         keys = await self._keys.store.for_user(identity.username)
-        body = [f"<p>Signed in as <b>{escape(identity.username)}</b> (uid {identity.uid}, "
-                f"gid {identity.gid}{_groups(identity)}). Files: <a href='/'>/</a></p>"]
+        body = [nav(f"{PREFIX}/keys"),
+                f"<p>Signed in as <b>{escape(identity.username)}</b> (uid {identity.uid}, "
+                f"gid {identity.gid}{_groups(identity)}).</p>"]
         if new is not None:
             body.append(self._new_key(*new))
         body.append("<h2>Your access keys</h2>")
@@ -86,6 +82,13 @@ class KeysPage:
             "<label>Label <input name=label maxlength=80 placeholder='laptop rclone'></label> "
             f"<label>Valid for <select name=days>{options}<option value=''>the longest "
             "allowed</option></select></label> <button>Create</button></form>"
+            "<h2>Share a folder or file</h2><p>A read-only link that works without a login "
+            f"until it expires; list and revoke them under <a href='{PREFIX}/links'>Share "
+            f"links</a>.</p><form method=post action='{PREFIX}/links'>"
+            f"<input type=hidden name=csrf value='{csrf}'>"
+            "<label>Folder or file <input name=path required placeholder='/home/results'>"
+            "</label> <label>Valid for <input name=days type=number min=1 value=7> days"
+            "</label> <button>Share</button></form>"
             f"<form method=post action='{PREFIX}/logout'><p><button>Sign out</button></p></form>")
         return page("kubepie access keys", "".join(body))
 
@@ -93,8 +96,10 @@ class KeysPage:
         url = escape(self._public_url)
         return (
             "<h2>New key — copy the secret now, it is not shown again</h2>"
-            f"<p>Access key id: <code class=secret id=key-id>{escape(key.key_id)}</code><br>"
-            f"Secret: <code class=secret id=key-secret>{escape(secret)}</code></p>"
+            f"<p>Access key id: <code class=secret id=key-id>{escape(key.key_id)}</code>"
+            f"{copy_button('key-id')}<br>"
+            f"Secret: <code class=secret id=key-secret>{escape(secret)}</code>"
+            f"{copy_button('key-secret')}</p>"
             "<p>Use them as user name and password with any WebDAV client, e.g.:</p>"
             f"<pre>rclone config create kubepie webdav url={url}/ vendor=other "
             f"user={escape(key.key_id)} pass=$(rclone obscure '{escape(secret)}')\n"

@@ -14,6 +14,7 @@ from services.kubepie.gateway.app import Gateway, build_app
 from services.kubepie.gateway.authn import Authenticator
 from services.kubepie.gateway.bearer import JwtVerifier, OpaqueTokenChecker, ProviderMetadata
 from services.kubepie.gateway.keys_page import KeysPage
+from services.kubepie.gateway.links import LinkStore, ShareLinks, SqliteLinkStore
 from services.kubepie.gateway.login import BrowserLogin
 from services.kubepie.gateway.servers import Backend, UserServers
 from services.kubepie.gateway.sessions import Sessions
@@ -35,13 +36,13 @@ def main(args: argparse.Namespace) -> int:
     return asyncio.run(_run(settings))
 
 
-async def _backend(settings: GatewaySettings) -> tuple[Backend, KeyStore]:
+async def _backend(settings: GatewaySettings) -> tuple[Backend, KeyStore, LinkStore]:
     if settings.backend == "kubernetes":
         from services.kubepie.gateway.backends.kubernetes import connect
         return await connect(settings)
     from services.kubepie.gateway.backends.local import LocalBackend
     return (LocalBackend(settings.storage, log_level=settings.log_level),
-            SqliteKeyStore(settings.key_store))
+            SqliteKeyStore(settings.key_store), SqliteLinkStore(settings.key_store))
 
 
 async def _run(settings: GatewaySettings) -> int:
@@ -59,7 +60,7 @@ async def _run(settings: GatewaySettings) -> int:
                                 cache_seconds=settings.token_cache)
     sessions = Sessions(settings.session_secret.get_secret_value(),
                         secure=settings.secure_cookies, lifetime=settings.session_lifetime)
-    backend, store = await _backend(settings)
+    backend, store, link_store = await _backend(settings)
     keys = AccessKeys(store, max_lifetime=settings.key_max_lifetime or None)
     servers = UserServers(backend, idle_timeout=settings.idle_timeout,
                           start_timeout=settings.start_timeout)
@@ -72,6 +73,8 @@ async def _run(settings: GatewaySettings) -> int:
                            client_secret=client_secret, public_url=settings.public_url,
                            scopes=settings.scopes),
         keys_page=KeysPage(keys, sessions, settings.public_url),
+        links=ShareLinks(link_store, max_lifetime=settings.link_max_lifetime),
+        sessions=sessions,
         public_url=settings.public_url, trust_forwarded=settings.trust_forwarded)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=600)
     session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
@@ -84,6 +87,7 @@ async def _run(settings: GatewaySettings) -> int:
     finally:
         await servers.close()
         store.close()
+        link_store.close()
         await session.close()
         await http.aclose()
 

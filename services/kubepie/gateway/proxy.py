@@ -25,7 +25,7 @@ HOP_BY_HOP = frozenset(h.lower() for h in (
     "Transfer-Encoding", "Upgrade", "Host", "Content-Length"))
 NEVER_FORWARDED = frozenset(h.lower() for h in (
     "Authorization", "Cookie", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-For",
-    "Forwarded"))
+    "Forwarded", "X-Kubepie-Share", "X-Kubepie-Share-Prefix"))  # the last two: the gateway's
 DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 

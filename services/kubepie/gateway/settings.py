@@ -70,6 +70,8 @@ class GatewaySettings(IdentitySettings):
                                                                      "keys (local backend)")
     key_max_lifetime: Duration = Field(365 * 86400.0, description="longest access key "
                                                                   "validity; 0: no limit")
+    link_max_lifetime: Duration = Field(30 * 86400.0, gt=0, description="longest validity of "
+                                        "a share link (read-only URL of a folder or file)")
     # -- file servers ----------------------------------------------------------------------
     backend: Literal["local", "kubernetes"] = Field("local", description="where file "
                                                     "servers run: local processes or pods")

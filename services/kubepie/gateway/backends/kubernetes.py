@@ -25,7 +25,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.identity.claims import Identity
 from services.kubepie.gateway.accesskeys import KeyStore
-from services.kubepie.gateway.backends.kube_keys import SecretKeyStore
+from services.kubepie.gateway.backends.kube_keys import SecretKeyStore, SecretLinkStore
 from services.kubepie.gateway.backends.podspec import (
     LAST_USED,
     SELECTOR,
@@ -36,6 +36,7 @@ from services.kubepie.gateway.backends.podspec import (
     pod_name,
     token_secret,
 )
+from services.kubepie.gateway.links import LinkStore
 from services.kubepie.gateway.servers import Endpoint, StartFailed
 from services.kubepie.gateway.settings import GatewaySettings
 from services.kubepie.pod_identity import load_key, sign
@@ -250,7 +251,8 @@ class KubernetesBackend:
             await self._api_client.close()
 
 
-async def connect(settings: GatewaySettings) -> tuple[KubernetesBackend, KeyStore]:
+async def connect(settings: GatewaySettings
+                  ) -> tuple[KubernetesBackend, KeyStore, LinkStore]:
     if settings.kubeconfig is not None:
         await config.load_kube_config(config_file=str(settings.kubeconfig))
     else:
@@ -277,7 +279,7 @@ async def connect(settings: GatewaySettings) -> tuple[KubernetesBackend, KeyStor
                                     .get_secret_value().encode()).digest(),
         owner=owner, idle_timeout=settings.idle_timeout, api_client=api_client)
     backend.run()
-    return backend, SecretKeyStore(core, namespace, owner)
+    return backend, SecretKeyStore(core, namespace), SecretLinkStore(core, namespace)
 
 
 def _host(ip: str) -> str:

@@ -131,8 +131,14 @@ def build_pod(identity: Identity, *, name: str, settings: PodSettings,
 
 
 def _label(identity: Identity) -> str:
-    """Label values allow [a-z0-9A-Z._-], 63 characters: usernames here always fit."""
-    return identity.username[:63].strip("._-") or "user"
+    return label_value(identity.username)
+
+
+def label_value(name: str) -> str:
+    """A user name as a label value: at most 63 of [A-Za-z0-9._-], starting and ending with
+    a letter or digit (``_alice.`` is a fine user name and an invalid label: 422). Not unique:
+    readers of a label check the object's own record too."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name)[:63].strip("._-") or "user"
 
 
 def is_ready(pod: dict[str, Any]) -> bool:
