@@ -78,6 +78,8 @@ class Glewlwyd:
     signing: Literal["sha", "rsa"] = "sha"
     resources: tuple[str, ...] = ()          # RFC 8707 resource indicators allowed
     clients: tuple[str, ...] = ()            # more confidential clients (secret: <id>-secret)
+    rotate_refresh_tokens: bool = True       # one use each (else reused until they expire)
+    scopes: tuple[str, ...] = ()             # more scopes users may grant (WLCG storage.*)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -111,17 +113,22 @@ class Glewlwyd:
         assert admin.post("/mod/plugin/", json={
             "module": "oidc", "name": "oidc", "display_name": "OIDC", "enabled": True,
             "parameters": parameters}).status_code == 200
+        for scope in self.scopes:
+            assert admin.post("/scope/", json={
+                "name": scope, "display_name": scope, "description": scope,
+                "password_required": False, "scheme": {}}).status_code == 200
         for user, password in USERS.items():
             assert admin.post("/user/", json={"username": user, "password": password,
                                               "name": user, "enabled": True,
-                                              "scope": ["openid"], **POSIX[user]}
+                                              "scope": ["openid", *self.scopes], **POSIX[user]}
                               ).status_code == 200
         for client_id in (CLIENT_ID, *self.clients):
             secret = CLIENT_SECRET if client_id == CLIENT_ID else f"{client_id}-secret"
             assert admin.post("/client/", json={
                 "client_id": client_id, "name": client_id, "enabled": True,
                 "confidential": True, "client_secret": secret, "redirect_uri": [REDIRECT],
-                "authorization_type": ["code", "refresh_token"], "scope": ["openid"],
+                "authorization_type": ["code", "refresh_token"],
+                "scope": ["openid", *self.scopes],
                 "token_endpoint_auth_method": ["client_secret_basic", "client_secret_post"],
             }).status_code == 200
         admin.close()
@@ -140,14 +147,15 @@ class Glewlwyd:
             "iss": self.issuer, "jwt-key-size": "256", **self._signing_key(),
             "access-token-duration":
             self.access_token_lifetime, "refresh-token-duration": 3600, "code-duration": 600,
-            "refresh-token-rolling": True, "refresh-token-one-use": "always",
+            "refresh-token-rolling": True,
+            "refresh-token-one-use": "always" if self.rotate_refresh_tokens else "never",
             "client-refresh-token-one-use-parameter": "refresh-token-one-use",
             "allow-non-oidc": False, "auth-type-code-enabled": True,
             "auth-type-token-enabled": False, "auth-type-id-token-enabled": True,
             "auth-type-none-enabled": False, "auth-type-password-enabled": False,
             "auth-type-client-enabled": False, "auth-type-device-enabled": False,
             "auth-type-refresh-enabled": True, "scope": [],
-            "allowed-scope": ["openid"], "secret-type": "public",
+            "allowed-scope": ["openid", *self.scopes], "secret-type": "public",
             "address-claim": {"type": "no", "formatted": "", "street_address": "",
                               "locality": "", "region": "", "postal_code": "", "country": "",
                               "mandatory": False},
@@ -166,7 +174,7 @@ class Glewlwyd:
                 *({"user-parameter": name, "token-parameter": name}
                   for name, _ in POSIX_CLAIMS)],
             "resource-allowed": bool(self.resources),
-            "resource-scope": {"openid": list(self.resources)},
+            "resource-scope": {scope: list(self.resources) for scope in ("openid", *self.scopes)},
             "resource-change-allowed": bool(self.resources),
         }
 
@@ -201,7 +209,8 @@ class Glewlwyd:
         assert browser.post(f"{self.base}/auth/", json={
             "username": user, "password": USERS[user]}).status_code == 200
         assert browser.put(f"{self.base}/auth/grant/{client_id}",
-                           json={"scope": "openid"}).status_code == 200
+                           json={"scope": " ".join(("openid", *self.scopes))}
+                           ).status_code == 200
 
     def tokens_for(self, user: str, *, client_id: str = CLIENT_ID,
                    resource: str | None = None) -> dict[str, Any]:

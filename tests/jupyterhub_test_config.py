@@ -23,10 +23,15 @@ def oidc_client() -> OidcClient | None:
     if not issuer:
         return None
     if os.environ.get("TEST_OIDC_KIND") == "glewlwyd":
+        # The login may ask for more scopes, and (RFC 8707) for tokens for more resources:
+        # glewlwyd takes several resources comma-separated in one parameter.
+        resources = os.environ.get("TEST_OIDC_RESOURCES")
         return OidcClient(issuer, f"{issuer}/auth", f"{issuer}/token", f"{issuer}/userinfo",
-                          client_secret="glewlwyd-client-secret", scope=("openid",),
+                          client_secret="glewlwyd-client-secret",
+                          scope=tuple(os.environ.get("TEST_OIDC_SCOPES", "openid").split()),
                           # glewlwyd insists on a nonce, which OAuthenticator does not send
-                          authorize_params=(("nonce", "test-only-nonce"),))
+                          authorize_params=(("nonce", "test-only-nonce"),
+                                            *((("resource", resources),) if resources else ())))
     return OidcClient.oidc_provider_mock(issuer)
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from services.tokenhelper.agent_socket import AgentSocket, decrypt, encrypt
 from services.tokenhelper.broker import TokenUnavailable
+from services.tokenhelper.narrowing import Narrowing
 from services.tokenhelper.tokens import AccessToken
 from tests.tools import require_tool
 
@@ -23,9 +24,12 @@ class Broker:
     def __init__(self, token: str | None = "the-access-token") -> None:
         self.value = token
         self.asked: list[float | None] = []
+        self.narrowed: list[Narrowing | None] = []
 
-    async def token(self, min_valid: float | None = None) -> AccessToken:
+    async def token(self, min_valid: float | None = None,
+                    narrowing: Narrowing | None = None) -> AccessToken:
         self.asked.append(min_valid)
+        self.narrowed.append(narrowing)
         if self.value is None:
             raise TokenUnavailable("the identity provider is unreachable")
         return AccessToken(self.value, 1_900_000_000.0)
@@ -58,6 +62,22 @@ async def test_real_oidc_token_gets_the_token_over_the_encrypted_ipc(tmp_path: P
         assert (code, out) == (0, "1900000000"), err
         assert broker.asked == [None, 300.0, None]
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    finally:
+        await agent.close()
+
+
+async def test_real_oidc_token_asks_for_an_audience_and_scopes(tmp_path: Path) -> None:
+    """The fields oidc-token 4.2 sends for ``--aud`` and ``--scope`` (space-separated)."""
+    broker = Broker()
+    agent, path = await serve(tmp_path, broker)
+    try:
+        code, out, err = await oidc_token(path, "--aud=https://dcache.example.org https://b.ex",
+                                          "--scope=storage.read:/home openid", "facility")
+        assert (code, out) == (0, "the-access-token"), err
+        assert broker.narrowed == [Narrowing(("https://b.ex", "https://dcache.example.org"),
+                                             ("openid", "storage.read:/home"))]
+        code, out, err = await oidc_token(path, "--aud=bad\u0001value", "facility")
+        assert code != 0 and "not a valid value" in err
     finally:
         await agent.close()
 

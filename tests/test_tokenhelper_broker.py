@@ -15,6 +15,7 @@ import pytest
 from services.hub.client import HubUnavailable
 from services.runtime.retry import Backoff
 from services.tokenhelper.broker import TokenBroker, TokenUnavailable
+from services.tokenhelper.narrowing import Narrowing
 from services.tokenhelper.provider import Provider
 from services.tokenhelper.tokens import after_refresh, from_auth_state, jwt_expiry
 from services.tokenhelper.write_back import WriteBack
@@ -125,12 +126,16 @@ class RotatingProvider:
     def __init__(self) -> None:
         self.valid = {"r0"}
         self.issued = 0
+        self.asked: list[dict[str, str]] = []
 
-    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+    async def refresh(self, refresh_token: str,
+                      fields: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()
+                      ) -> dict[str, Any]:
         from services.tokenhelper.provider import InvalidGrant
 
         if refresh_token not in self.valid:
             raise InvalidGrant("refresh token already used")
+        self.asked.append(dict(fields))
         self.valid.discard(refresh_token)
         self.issued += 1
         new = f"r{self.issued}"
@@ -157,6 +162,36 @@ async def test_rotated_refresh_tokens_are_written_back_to_the_hub() -> None:
     assert (await broker.token()).value == "a2"  # invalid_grant, re-read auth_state, retry
     assert await writer.flush()
     assert store.writes[-1]["refresh_token"] == "r2"
+
+
+async def test_a_narrower_token_spends_the_same_refresh_token_and_keeps_the_chain() -> None:
+    """With a rotating provider, a refresh for an audience uses up the refresh token like any
+    other: the new one becomes the default chain's and is written back; the default token and
+    its listeners (the WLCG file) are untouched."""
+    store = AuthStateStore({"access_token": "a0", "refresh_token": "r0"})
+    provider = RotatingProvider()
+    now = [1_000_000.0]
+    writer = WriteBack(store, "alice")  # type: ignore[arg-type]
+    broker = TokenBroker(store, "alice", provider, min_valid=60,  # type: ignore[arg-type]
+                         write_back=writer, clock=lambda: now[0], audience_parameter="audience")
+    announced: list[str] = []
+
+    async def listen(access: Any) -> None:
+        announced.append(access.value)
+
+    broker.on_new_token(listen)
+    assert (await broker.token()).value == "a1" and announced == ["a1"]
+    narrow = Narrowing(("https://dcache.example.org",), ())
+    assert (await broker.token(None, narrow)).value == "a2"
+    assert provider.asked[-1] == {"audience": "https://dcache.example.org"}
+    assert broker.current is not None and broker.current.value == "a1" and announced == ["a1"]
+    assert await writer.flush()
+    assert store.writes[-1]["refresh_token"] == "r2"
+    assert store.writes[-1]["access_token"] == "a1"  # the hub keeps the default token
+    now[0] += 290
+    assert (await broker.token()).value == "a3"  # r2: the chain went on, no invalid_grant
+    assert (await broker.token(None, narrow)).value == "a4"  # both ran low: each refreshed
+    assert broker.refreshes == 2 and broker.narrowed_refreshes == 2
 
 
 async def test_a_failed_write_back_keeps_the_newest_refresh_token() -> None:

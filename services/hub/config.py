@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from traitlets import Bool, Dict, Integer, Unicode, Union
+from traitlets import Bool, Dict, Enum, Integer, Unicode, Union
 from traitlets.config import Configurable
 
 from services.contract import RUN_DIR, TOKENHELPER_PORT, WALLTIME_PORT
@@ -49,6 +49,10 @@ class Sidecars(Configurable):
     tokenhelper_write_back = Bool(
         False, config=True,
         help="Let the tokenhelper write rotated refresh tokens to auth_state (admin:users).")
+    tokenhelper_audience_parameter = Enum(
+        ["resource", "audience"], "resource", config=True,
+        help="How the tokenhelper asks the provider for a token meant for one audience: "
+             "resource (RFC 8707; glewlwyd, Authlete) or audience (INDIGO IAM, Auth0).")
     tokenhelper_min_valid = Unicode(
         "60s", config=True, help="Refresh when the access token has less than this left.")
     tokenhelper_port = Integer(TOKENHELPER_PORT, config=True,

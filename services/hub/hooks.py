@@ -205,12 +205,14 @@ def add_tokenhelper(plan: SidecarPlan, spawner: Any, config: Sidecars,
         issuer=config.tokenhelper_oidc_issuer, client_id=authenticator.client_id,
         run_dir=_run_dir_for(spawner, config.run_dir), uid=uid,
         port=_port_for(spawner, config.tokenhelper_port),
-        min_valid=config.tokenhelper_min_valid, write_back=config.tokenhelper_write_back)
+        min_valid=config.tokenhelper_min_valid, write_back=config.tokenhelper_write_back,
+        audience_parameter=config.tokenhelper_audience_parameter)
 
 
 def add_tokenhelper_sidecar(plan: SidecarPlan, *, api_url: str, user: str, token: str,
                             issuer: str, client_id: str, run_dir: str, uid: int, port: int,
-                            min_valid: str, write_back: bool) -> None:
+                            min_valid: str, write_back: bool,
+                            audience_parameter: str = "resource") -> None:
     """The tokenhelper container: its hub token and the client secret reach it alone (files
     from the server's Secret); it runs as the notebook's uid so the token file it writes is
     the user's; the notebook gets the paths."""
@@ -228,6 +230,7 @@ def add_tokenhelper_sidecar(plan: SidecarPlan, *, api_url: str, user: str, token
             "TOKENHELPER_UID": str(uid),
             "TOKENHELPER_MIN_VALID": min_valid,
             "TOKENHELPER_WRITE_BACK": "true" if write_back else "false",
+            "TOKENHELPER_AUDIENCE_PARAMETER": audience_parameter,
             "TOKENHELPER_PORT": str(port),
         },
         secret_files={"TOKENHELPER_API_TOKEN_FILE": TOKENHELPER_TOKEN_KEY,

@@ -11,8 +11,8 @@ crypto_box, not with crypto_kx session keys and secretbox as older sources sugge
 A client may also send plain JSON, and gets plain JSON back.
 
 The request's ``account`` is not checked (this socket serves exactly one user's token; any
-account name works); ``min_valid_period`` is honoured; scopes and audiences cannot be narrowed
-without token exchange and are ignored.
+account name works); ``min_valid_period`` is honoured; ``audience`` and ``scope`` (what
+``oidc-token --aud --scope`` send) get a token narrowed to them (services/tokenhelper/narrowing.py).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import nacl.exceptions
 import nacl.utils
 
 from services.tokenhelper.broker import TokenBroker, TokenUnavailable
+from services.tokenhelper.narrowing import BadNarrowing, Narrowing, NarrowingRefused
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +103,27 @@ class AgentSocket:
                     "error": f"this socket only hands out access tokens, not {kind!r}"}
         try:
             min_valid = float(request.get("min_valid_period") or 0) or None
-            access = await self.broker.token(min_valid)
-        except TokenUnavailable as exc:
-            return {"status": "failure", "error": str(exc)}
         except (TypeError, ValueError):
             return {"status": "failure", "error": "min_valid_period must be a number"}
+        try:
+            narrowing = Narrowing.parse(_text(request.get("audience")),
+                                        _text(request.get("scope")))
+            access = await self.broker.token(min_valid, narrowing)
+        except (TokenUnavailable, BadNarrowing, NarrowingRefused) as exc:
+            return {"status": "failure", "error": str(exc)}
         self.served += 1
         log.info("oidc-agent socket: token handed out",
                  extra={"account": str(request.get("account", ""))[:64],
                         "application": str(request.get("application_hint", ""))[:64]})
         return {"status": "success", "access_token": access.value, "issuer": self.issuer,
                 "expires_at": int(access.expires_at or 0)}
+
+
+def _text(value: object) -> str | None:
+    """A space-separated list as oidc-token sends it (a JSON list is taken too)."""
+    if isinstance(value, list):
+        return " ".join(str(item) for item in value)
+    return None if value is None else str(value)
 
 
 def _restrict(path: Path, uid: int) -> None:

@@ -9,18 +9,33 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from services.hub.client import HubClient, HubError
 from services.runtime.retry import Backoff
-from services.tokenhelper.provider import InvalidGrant, Provider, ProviderError
-from services.tokenhelper.tokens import AccessToken, TokenSet, after_refresh, from_auth_state
+from services.tokenhelper.narrowing import (
+    AudienceParameter,
+    Narrowing,
+    NarrowingRefused,
+    login_scopes,
+)
+from services.tokenhelper.provider import InvalidGrant, InvalidTarget, Provider, ProviderError
+from services.tokenhelper.tokens import (
+    AccessToken,
+    TokenSet,
+    after_narrowed_refresh,
+    after_refresh,
+    from_auth_state,
+    issued_access_token,
+)
 from services.tokenhelper.write_back import ONE_TRY, WriteBack
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+NARROWED_CACHE = 32  # narrower tokens kept (one per audience and scopes asked for)
 Listener = Callable[[AccessToken], Awaitable[None]]
 
 
@@ -30,13 +45,18 @@ class TokenUnavailable(Exception):
 
 class TokenBroker:
     def __init__(self, hub: HubClient, user: str, provider: Provider, *, min_valid: float,
-                 write_back: WriteBack | None = None, clock: Clock = time.time) -> None:
+                 write_back: WriteBack | None = None, clock: Clock = time.time,
+                 audience_parameter: AudienceParameter = "resource") -> None:
         self.hub = hub
         self.user = user
         self.provider = provider
         self.min_valid = min_valid
         self.write_back = write_back
         self.clock = clock
+        self.audience_parameter = audience_parameter
+        # Narrower tokens (an audience, fewer scopes), by what was asked, most recent last.
+        self._narrowed: OrderedDict[Narrowing, AccessToken] = OrderedDict()
+        self.narrowed_refreshes = 0
         # Refresh tokens this broker has used up at the provider (hashes, the last few): the
         # hub may still hold one while a write-back is pending, and must not be believed.
         self._spent: deque[str] = deque(maxlen=16)
@@ -56,7 +76,9 @@ class TokenBroker:
         """Seconds until the token must be refreshed to keep ``min_valid`` left (0 = now)."""
         if self._tokens is None:
             return 0.0
-        access = self._tokens.access
+        return self._due_in(self._tokens.access, min_valid)
+
+    def _due_in(self, access: AccessToken, min_valid: float | None) -> float:
         left = access.remaining(self.clock())
         if left is None:
             return 0.0
@@ -71,11 +93,60 @@ class TokenBroker:
             return min(wanted, access.lifetime * share)
         return wanted
 
-    async def token(self, min_valid: float | None = None) -> AccessToken:
+    async def token(self, min_valid: float | None = None,
+                    narrowing: Narrowing | None = None) -> AccessToken:
+        """The default access token, or one narrowed to an audience and scopes (raises
+        BadNarrowing or NarrowingRefused when that cannot be had)."""
+        if narrowing is not None and not narrowing.is_default:
+            cached = self._narrowed.get(narrowing)
+            if cached is not None and self._due_in(cached, min_valid) > 0:
+                return cached
+            return await self._refresh_narrowed(narrowing, min_valid)
         if self._tokens is None or self.refresh_due_in(min_valid) <= 0:
             await self._refresh(min_valid)
         assert self._tokens is not None
         return self._tokens.access
+
+    async def _refresh_narrowed(self, narrowing: Narrowing, min_valid: float | None
+                                ) -> AccessToken:
+        """One refresh grant naming the audience and scopes. It shares the refresh token
+        (and the lock) with the default token: a rotating provider spends it either way."""
+        async with self._lock:
+            cached = self._narrowed.get(narrowing)
+            if cached is not None and self._due_in(cached, min_valid) > 0:
+                return cached  # refreshed by whoever held the lock before us
+            if self._tokens is None:
+                self._tokens = await self._read_auth_state()
+            else:
+                await self._adopt_newer_from_hub()
+            narrowing.check_covered_by(login_scopes(self._tokens.auth_state,
+                                                    self._tokens.access.value))
+            fields = narrowing.refresh_parameters(self.audience_parameter)
+            try:
+                used, response = await self._grant(self._tokens, fields)
+            except ProviderError as exc:
+                left = cached.remaining(self.clock()) if cached is not None else None
+                if cached is not None and left is not None and left > 0:
+                    log.warning("provider unavailable, serving the cached narrower token",
+                                extra={"error": str(exc), "remaining_s": round(left, 1)})
+                    return cached
+                raise TokenUnavailable(f"the identity provider is unreachable ({exc})") from None
+            except InvalidTarget as exc:
+                raise NarrowingRefused(f"the identity provider refused {narrowing.describe()} "
+                                       f"({exc}); an audience must be one the login may "
+                                       "have tokens for") from None
+            self._adopt(used, after_narrowed_refresh(used, response))
+            narrowing.check_issued(response, str(response.get("access_token", "")))
+            access = issued_access_token(response, self.clock())
+            self.narrowed_refreshes += 1
+            self._narrowed[narrowing] = access
+            self._narrowed.move_to_end(narrowing)
+            while len(self._narrowed) > NARROWED_CACHE:
+                self._narrowed.popitem(last=False)
+            log.info("narrower access token issued", extra={
+                "user": self.user, "asked": narrowing.describe(),
+                "expires_in_s": access.lifetime})
+            return access
 
     async def _refresh(self, min_valid: float | None) -> None:
         async with self._lock:  # everyone else waits for this one refresh
@@ -128,10 +199,23 @@ class TokenBroker:
         return _digest(refresh_token) in self._spent
 
     async def _refresh_at_provider(self, tokens: TokenSet) -> None:
+        used, response = await self._grant(tokens)
+        refreshed = after_refresh(used, response, self.clock())
+        self.refreshes += 1
+        rotated = self._adopt(used, refreshed)
+        log.info("access token refreshed", extra={
+            "user": self.user, "expires_in_s": refreshed.access.lifetime, "rotated": rotated,
+            "refreshes": self.refreshes})
+        await self._announce()
+
+    async def _grant(self, tokens: TokenSet, fields: Sequence[tuple[str, str]] = ()
+                     ) -> tuple[TokenSet, dict[str, Any]]:
+        """The refresh grant with ``tokens``' refresh token, or with the hub's newer one when
+        the hub rotated it meanwhile; returns the token set used and the provider's answer."""
         if not tokens.refresh_token:
             raise TokenUnavailable("no refresh token in auth_state: log in to JupyterHub again")
         try:
-            response = await self.provider.refresh(tokens.refresh_token)
+            return tokens, await self.provider.refresh(tokens.refresh_token, fields)
         except InvalidGrant as exc:
             # The hub (OAuthenticator.refresh_user) may have refreshed, and rotated, meanwhile.
             latest = await self._read_auth_state()
@@ -140,24 +224,23 @@ class TokenBroker:
                 raise TokenUnavailable(f"the provider rejected the refresh token ({exc}): "
                                        "log in to JupyterHub again") from None
             log.info("refresh token was rotated by the hub; using its new one")
-            self._tokens = tokens = latest
+            self._tokens = latest
             try:
-                response = await self.provider.refresh(latest.refresh_token or "")
+                return latest, await self.provider.refresh(latest.refresh_token or "", fields)
             except InvalidGrant as again:
                 raise TokenUnavailable(f"the provider rejected the refresh token ({again}): "
                                        "log in to JupyterHub again") from None
-        refreshed = after_refresh(tokens, response, self.clock())
-        self.refreshes += 1
-        rotated = refreshed.refresh_token != tokens.refresh_token
-        if rotated and tokens.refresh_token:
-            self._spent.append(_digest(tokens.refresh_token))
+
+    def _adopt(self, used: TokenSet, refreshed: TokenSet) -> bool:
+        """Make ``refreshed`` current; a rotated refresh token marks the old one spent and is
+        written back to the hub. True when it rotated."""
+        rotated = refreshed.refresh_token != used.refresh_token
+        if rotated and used.refresh_token:
+            self._spent.append(_digest(used.refresh_token))
         self._tokens = refreshed
-        log.info("access token refreshed", extra={
-            "user": self.user, "expires_in_s": refreshed.access.lifetime, "rotated": rotated,
-            "refreshes": self.refreshes})
         if rotated and self.write_back is not None:
             self.write_back.submit(refreshed.auth_state)  # stored in the background
-        await self._announce()
+        return rotated
 
     async def _read_auth_state(self, backoff: Backoff | None = None) -> TokenSet:
         try:

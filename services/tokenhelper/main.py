@@ -66,7 +66,7 @@ async def _run(settings: TokenhelperSettings) -> int:
                          observer=hub_request_counter(registry)) as hub:
         writer = WriteBack(hub, settings.user) if settings.write_back else None
         broker = TokenBroker(hub, settings.user, provider, min_valid=settings.min_valid,
-                             write_back=writer)
+                             write_back=writer, audience_parameter=settings.audience_parameter)
         if writer is not None:
             _write_back_metrics(registry, writer)
 

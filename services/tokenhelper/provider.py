@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import authlib.deprecate  # noqa: F401 - registers authlib's "always" filter; ours goes before it
@@ -12,6 +13,8 @@ import httpx
 warnings.filterwarnings("ignore", message="The httpx module is deprecated")
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError  # noqa: E402
 
+TOKEN_REQUEST_HEADERS = {"Accept": "application/json"}
+
 
 class ProviderError(Exception):
     """The provider could not be reached or answered nonsense: worth retrying later."""
@@ -19,6 +22,11 @@ class ProviderError(Exception):
 
 class InvalidGrant(Exception):
     """The provider rejected the refresh token (expired, revoked, or already rotated)."""
+
+
+class InvalidTarget(Exception):
+    """The provider will not issue a token for that audience (RFC 8707 ``invalid_target``)
+    or with those scopes (``invalid_scope``); the refresh token is still good."""
 
 
 class Provider:
@@ -53,13 +61,30 @@ class Provider:
             self._metadata = metadata
         return self._metadata
 
-    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+    async def refresh(self, refresh_token: str,
+                      fields: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+        """The refresh grant; ``fields``: more form fields (``resource`` may repeat, RFC 8707
+        §2, which authlib's refresh_token() would fold into one: so the request is built
+        here and authlib authenticates the client and reads the answer)."""
         endpoint = (await self.metadata())["token_endpoint"]
+        form: dict[str, str | list[str]] = {"grant_type": "refresh_token",
+                                            "refresh_token": refresh_token}
+        for name, value in fields:
+            if name in form:
+                previous = form[name]
+                form[name] = [*([previous] if isinstance(previous, str) else previous), value]
+            else:
+                form[name] = value
         try:
-            token = await self._client.refresh_token(endpoint, refresh_token=refresh_token)
+            response = await self._client.post(
+                endpoint, data=form, headers=TOKEN_REQUEST_HEADERS,
+                auth=self._client.client_auth(self._client.token_endpoint_auth_method))
+            token = self._client.parse_response_token(response)
         except OAuthError as exc:
             if exc.error == "invalid_grant":
                 raise InvalidGrant(exc.description or "invalid_grant") from None
+            if exc.error in ("invalid_target", "invalid_scope"):
+                raise InvalidTarget(f"{exc.error}: {exc.description or 'refused'}") from None
             raise ProviderError(f"refresh failed: {exc.error}") from None
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code == 400:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -39,6 +39,10 @@ class TokenhelperSettings(ProcessIsolation):
                                                     "notebook user's uid); default: its own")
     min_valid: Duration = Field(60.0, description="refresh when the access token has less "
                                                   "than this left")
+    audience_parameter: Literal["resource", "audience"] = Field(
+        "resource", description="how a refresh asks for a token for one audience: resource "
+                                "(RFC 8707: glewlwyd, Authlete, ...) or audience (INDIGO IAM, "
+                                "Auth0)")
     write_back: bool = Field(False, description="write rotated refresh tokens back to the "
                                                 "hub's auth_state (needs admin:users!user=)")
     hub_timeout: Duration = Field(10.0, description="longest wait for one hub request")

@@ -41,8 +41,8 @@ def from_auth_state(auth_state: dict[str, Any]) -> TokenSet:
                     dict(auth_state))
 
 
-def after_refresh(previous: TokenSet, response: dict[str, Any], now: float) -> TokenSet:
-    """The token set after a refresh; providers that do not rotate omit refresh_token."""
+def issued_access_token(response: dict[str, Any], now: float) -> AccessToken:
+    """The access token of a token response, with its expiry (``expires_in``, else ``exp``)."""
     token = str(response["access_token"])
     expires_in = response.get("expires_in")
     lifetime = float(expires_in) if isinstance(expires_in, int | float | str) \
@@ -50,16 +50,41 @@ def after_refresh(previous: TokenSet, response: dict[str, Any], now: float) -> T
     expires_at = now + lifetime if lifetime else jwt_expiry(token)
     if lifetime is None and expires_at is not None:
         lifetime = expires_at - now
+    return AccessToken(token, expires_at, lifetime)
+
+
+def after_refresh(previous: TokenSet, response: dict[str, Any], now: float) -> TokenSet:
+    """The token set after a refresh; providers that do not rotate omit refresh_token."""
+    access = issued_access_token(response, now)
     refresh_token = response.get("refresh_token") or previous.refresh_token
-    auth_state = {**previous.auth_state, "access_token": token, "refresh_token": refresh_token,
+    auth_state = {**previous.auth_state, "access_token": access.value,
+                  "refresh_token": refresh_token,
                   "token_response": {k: v for k, v in response.items()}}
     if response.get("id_token"):
         auth_state["id_token"] = response["id_token"]
-    return TokenSet(AccessToken(token, expires_at, lifetime), refresh_token, auth_state)
+    return TokenSet(access, refresh_token, auth_state)
+
+
+def after_narrowed_refresh(previous: TokenSet, response: dict[str, Any]) -> TokenSet:
+    """The default token set after a refresh for a narrower token: the default access token
+    stays, a rotated refresh token replaces the spent one."""
+    refresh_token = response.get("refresh_token") or previous.refresh_token
+    if refresh_token == previous.refresh_token:
+        return previous
+    return TokenSet(previous.access, refresh_token,
+                    {**previous.auth_state, "refresh_token": refresh_token})
 
 
 def jwt_expiry(token: str) -> float | None:
     """``exp`` of a JWT, read without verifying it: used for timing only, never for trust."""
+    claims = jwt_claims(token)
+    exp = claims.get("exp") if claims is not None else None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+def jwt_claims(token: str) -> dict[str, Any] | None:
+    """The claims of a JWT, read without verifying it (the provider just sent it to us over
+    TLS): used to time refreshes and to see what was issued, never to trust anyone."""
     parts = token.split(".")
     if len(parts) != 3:
         return None
@@ -68,5 +93,4 @@ def jwt_expiry(token: str) -> float | None:
         claims = json.loads(base64.urlsafe_b64decode(padded))
     except (binascii.Error, ValueError):
         return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    return float(exp) if isinstance(exp, int | float) else None
+    return claims if isinstance(claims, dict) else None
