@@ -48,6 +48,10 @@ WALLTIME_DEADLINE_ANNOTATION: Final = "jupyterhub-sidecars/walltime-deadline"
 
 # -- the server's user_options key the walltime backstop reads (the hook always writes it) --
 WALLTIME_USER_OPTION: Final = "walltime_seconds"
+IDLE_USER_OPTION: Final = "idle_seconds"  # the idle limit, for the backstop
+# How often jupyterhub-singleuser tells the hub the server's last activity (its default: 300 s);
+# shorter where an idle limit is set, so the idle stop sees activity within this time.
+ACTIVITY_INTERVAL_ENV: Final = "JUPYTERHUB_ACTIVITY_INTERVAL"
 
 # -- credentials: one Secret per server, each key mounted into the one container needing it -
 SECRET_MOUNT_ROOT: Final = "/etc/jupyterhub-sidecars"  # <root>/<container>/<key>

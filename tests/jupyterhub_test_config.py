@@ -16,6 +16,13 @@ TEST_PROFILES = [
     {"display_name": "Long", "slug": "long", "walltime": "12h", "default": True,
      "kubespawner_override": {"mem_limit": "3G", "cpu_limit": 1.5}},
     {"display_name": "Unlimited", "slug": "unlimited", "walltime": "none"},
+    # The idle stop (tests/test_idle_stop.py): 40 s without activity, no walltime.
+    {"display_name": "Idle forty seconds", "slug": "idle", "walltime": "none", "idle": "40s"},
+    # Only for some users (tests/test_profile_access.py): a role, or a group.
+    {"display_name": "A100 20 GB", "slug": "a100", "walltime": "1h",
+     "required_role": "a100-20g", "kubespawner_override": {"cpu_limit": 8}},
+    {"display_name": "Bio large", "slug": "bio-large", "walltime": "2h",
+     "required_group": "bio", "kubespawner_override": {"mem_limit": "6G"}},
 ]
 
 def oidc_client() -> OidcClient | None:
@@ -54,12 +61,15 @@ configure(
     profiles=TEST_PROFILES,
     backstop=backstop,
     services=[{"name": "test-admin", "api_token": os.environ["TEST_ADMIN_TOKEN"]}],
-    roles=[{"name": "admin", "services": ["test-admin"]}],
+    roles=[{"name": "admin", "services": ["test-admin"]},
+           {"name": "a100-20g", "scopes": [], "users": ["gpu-user"]}],
     oidc=oidc_client(),
     identity=identity,
 )
 c.Sidecars.walltime_warn = "10s,5s"
 c.Sidecars.walltime_token_margin = "1m"
+c.Sidecars.idle_warn = "25s,10s"
+c.Sidecars.activity_interval = "5s"
 c.JupyterHub.log_level = "DEBUG" if os.environ.get("TEST_HUB_DEBUG") else "INFO"
 
 if os.environ.get("TEST_OIDC_KIND") == "glewlwyd":

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.kube_api import KubeApi
 from tests.tools import VENV_BIN
 
@@ -66,10 +68,36 @@ class Kubelet:
         await self.api.set_status(meta["namespace"], meta["name"], {
             "phase": "Pending", "podIP": ip, "conditions": [
                 {"type": "Ready", "status": "False"}]})
-        await asyncio.sleep(0.8)  # the readiness probe's first period
+        await self._until_ready(container, ip, process)
         await self.api.set_status(meta["namespace"], meta["name"], {
             "phase": "Running", "podIP": ip, "conditions": [
                 {"type": "Ready", "status": "True"}]})
+
+    async def _until_ready(self, container: dict[str, Any], ip: str,
+                           process: asyncio.subprocess.Process) -> None:
+        """The container's readiness probe (httpGet), as kubelet runs it: Ready only once it
+        answers 2xx/3xx, however long the start takes on a busy machine."""
+        probe = container.get("readinessProbe") or {}
+        get = probe.get("httpGet")
+        await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
+        if get is None:
+            return
+        port = get["port"]
+        if isinstance(port, str):  # a named port
+            port = next(p["containerPort"] for p in container.get("ports", [])
+                        if p.get("name") == port)
+        url = f"{get.get('scheme', 'HTTP').lower()}://{ip}:{port}{get.get('path', '/')}"
+        period = min(float(probe.get("periodSeconds", 10)), 0.2)  # faster than kubelet
+        async with httpx.AsyncClient(timeout=1) as client:
+            for _ in range(int(60 / period)):
+                if process.returncode is not None:
+                    return  # crashed: never Ready (the test will see that)
+                try:
+                    if (await client.get(url)).status_code < 400:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(period)
 
     async def _secret_files(self, namespace: str, name: str) -> Path:
         """A Secret's keys as files (0444 as the pod asks, in a folder of the pod's own),

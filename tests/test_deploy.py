@@ -89,17 +89,53 @@ def test_extra_config_installs_the_hooks(values: dict[str, Any]) -> None:
     assert c.KubeSpawner.modify_pod_hook.__name__ == "both"  # chained, not replaced
 
 
-def test_spawn_page_shows_each_profiles_generated_limits(values: dict[str, Any]) -> None:
-    """Z2JH sets profile_list from singleuser.profileList before extraConfig runs."""
+def _installed(values: dict[str, Any]) -> Config:
+    """What Z2JH's hub does: hub.config into c, then the extraConfig snippets."""
     c = Config()
-    c.KubeSpawner.profile_list = values["singleuser"]["profileList"]
+    c.KubeSpawner.profile_list = values["singleuser"].get("profileList", [])
     c.Sidecars = Config(values["hub"]["config"]["Sidecars"])
     for _, snippet in sorted(values["hub"]["extraConfig"].items()):
         exec(compile(snippet, "extraConfig", "exec"), {"c": c})  # noqa: S102 - our own file
-    shown = {p["slug"]: p["description"] for p in c.KubeSpawner.profile_list}
-    assert shown["a100-10g-quick"] == "Limits: 50GB RAM, 8 CPU, 10GB VRAM, 30 min"
-    assert shown["arc"].startswith("Limits: 10GB RAM, 2 CPU, 12 h. ARC 6 commands")
-    assert shown["cpu-small"] == "Limits: 10GB RAM, 2 CPU, 8 h"  # walltime_default
+    return c
+
+
+def test_spawn_page_shows_each_profiles_generated_limits(values: dict[str, Any]) -> None:
+    """Profiles from compute instances x profiles, each with its generated limits."""
+    profile_list = _installed(values).KubeSpawner.profile_list
+    profiles = getattr(profile_list, "all", profile_list)  # gated: a callable per user
+    shown = {p["slug"]: p["description"] for p in profiles}
+    assert shown["beamline-a100-10g-quick"].startswith(
+        "Limits: 50GB RAM, 8 CPU, 10GB VRAM, 30 min. Notebooks tailored")
+    assert shown["arc"].startswith(
+        "Limits: 10GB RAM, 2 CPU, 12 h, stops after 6 h idle. ARC 6 commands")
+    assert shown["beamline-cpu-small"].startswith(  # walltime_default, the instance's idle
+        "Limits: 10GB RAM, 2 CPU, 8 h, stops after 6 h idle")
+    assert shown["beamline-a100-20g"].startswith(
+        "Limits: 100GB RAM, 8 CPU, 20GB VRAM, 12 h, stops after 2 h idle")
+
+
+def test_the_a100_slice_is_offered_only_to_its_role(values: dict[str, Any]) -> None:
+    gated = _installed(values).KubeSpawner.profile_list
+    assert callable(gated)
+
+    def named(name: str, **more: Any) -> Any:
+        return type(name, (), {"name": name, **more})()
+
+    member = type("Member", (), {})()
+    member.roles, member.groups = [], [named("a100-users", roles=[named("a100-20g")])]
+    other = type("Other", (), {})()
+    other.roles, other.groups = [], []
+
+    def slugs(user: Any) -> set[str]:
+        return {p["slug"] for p in gated(type("S", (), {"user": user})())}
+
+    assert "beamline-a100-20g" in slugs(member) and "beamline-a100-20g" not in slugs(other)
+    assert values["hub"]["loadRoles"]["a100-20g"]["groups"] == ["a100-users"]
+    gpu = next(p for p in gated.all if p["slug"] == "beamline-a100-20g")
+    assert gpu["kubespawner_override"]["extra_resource_limits"] == {
+        "nvidia.com/mig-2g.20gb": "1"}
+    assert gpu["kubespawner_override"]["node_selector"] == {"node_type": "a100"}
+    assert gpu["profile_options"]["image"]["choices"]["scipy"]["default"] is True
 
 
 def test_hub_config_keys_are_real_settings(values: dict[str, Any]) -> None:
@@ -111,13 +147,15 @@ def test_hub_config_keys_are_real_settings(values: dict[str, Any]) -> None:
 
 
 def test_profiles_have_valid_walltimes_and_unique_slugs(values: dict[str, Any]) -> None:
-    profiles = values["singleuser"]["profileList"]
+    profile_list = _installed(values).KubeSpawner.profile_list
+    profiles = getattr(profile_list, "all", profile_list)
     slugs = [slug_of(p) for p in profiles]
     assert len(set(slugs)) == len(slugs)
     limits = {slug_of(p): walltime_of(p, values["hub"]["config"]["Sidecars"]["walltime_default"])
               for p in profiles}
-    assert limits == {"a100-shared": 12 * 3600, "a100-10g-quick": 1800, "arc": 12 * 3600,
-                      "cpu-small": 8 * 3600}
+    assert limits == {"beamline-a100-shared": 12 * 3600, "beamline-a100-10g-quick": 1800,
+                      "beamline-a100-20g": 12 * 3600, "beamline-cpu-small": 8 * 3600,
+                      "arc": 12 * 3600}
 
 
 def test_tokenhelper_service_and_role(values: dict[str, Any]) -> None:

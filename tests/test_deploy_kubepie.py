@@ -56,7 +56,7 @@ def test_rbac_stays_in_the_namespace_and_covers_what_the_gateway_calls() -> None
     rules = find("Role", "kubepie-gateway")["rules"]
     by_resource = {r["resources"][0]: set(r["verbs"]) for r in rules}
     assert by_resource == {"pods": {"get", "list", "watch", "create", "delete", "patch"},
-                           "secrets": {"get", "list", "create", "delete"},
+                           "secrets": {"get", "list", "create", "delete", "patch"},
                            "deployments": {"get"}}
     assert next(r for r in rules if r["resources"] == ["deployments"])["resourceNames"] == \
         ["kubepie-gateway"]

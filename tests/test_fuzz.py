@@ -171,7 +171,7 @@ class _Writer:
 
 
 class _Broker:
-    async def token(self, min_valid: float | None = None, **_: Any) -> Any:
+    async def token(self, min_valid: float | None = None, narrowing: Any = None) -> Any:
         from services.tokenhelper.tokens import AccessToken
         return AccessToken("at", 2_000_000_000.0)
 

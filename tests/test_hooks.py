@@ -82,15 +82,18 @@ def test_recorded_walltime_is_overwritten_and_removed_for_no_limit() -> None:
 
     class Spawner:
         def __init__(self) -> None:
-            self.user_options = {"profile": "quick", "walltime_seconds": 999999}
+            self.user_options = {"profile": "quick", "walltime_seconds": 999999,
+                                 "idle_seconds": 999999}
             self.orm_spawner = type("Orm", (), {"user_options": dict(self.user_options)})()
             self.user = type("User", (), {"db": Db()})()
 
     spawner = Spawner()
-    hooks.record_walltime(spawner, 120.0)
+    hooks.record_limits(spawner, 120.0, None)
     assert spawner.user_options == {"profile": "quick", "walltime_seconds": 120.0}
     assert spawner.orm_spawner.user_options == spawner.user_options
-    hooks.record_walltime(spawner, None)  # restarted with an unlimited profile
+    hooks.record_limits(spawner, None, 60.0)
+    assert spawner.user_options == {"profile": "quick", "idle_seconds": 60.0}
+    hooks.record_limits(spawner, None, None)  # restarted with an unlimited profile
     assert spawner.user_options == {"profile": "quick"}
     assert spawner.orm_spawner.user_options == {"profile": "quick"}
-    assert spawner.user.db.commits == 2
+    assert spawner.user.db.commits == 3

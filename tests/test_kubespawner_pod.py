@@ -23,8 +23,10 @@ from services.hub.hooks import (
     PLAN_ATTRIBUTE,
     add_tokenhelper_sidecar,
     add_walltime,
+    cpu_limit_of,
     describe_for_metrics,
     modify_pod_hook,
+    thread_env,
 )
 from services.hub.plan import SidecarPlan, UserSession
 from services.hub.pod import secret_manifest
@@ -283,3 +285,22 @@ async def test_a_profiles_extra_containers_do_not_drop_the_sidecar() -> None:
 async def test_a_clashing_container_name_is_an_error() -> None:
     with pytest.raises(ValueError, match="already has a container named 'walltime'"):
         await manifest(extra_containers=[{"name": "walltime", "image": "busybox:1"}])
+
+
+async def test_thread_pools_follow_the_cpu_limit_unless_the_profile_sets_them() -> None:
+    profile = {"slug": "small", "kubespawner_override": {"cpu_limit": 1.5}}
+    assert cpu_limit_of(profile, KubeSpawner(_mock=True)) == 1.5
+    assert cpu_limit_of(None, KubeSpawner(_mock=True, cpu_limit=0.25)) == 0.25
+    assert thread_env(0.25)["OMP_NUM_THREADS"] == "1"  # at least one
+    assert thread_env(None) == {} and thread_env(0) == {}
+    plan = full_plan()
+    plan.notebook_env_defaults.update(thread_env(cpu_limit_of(profile, None)))
+    pod = await manifest(plan, environment={"OMP_NUM_THREADS": "1"})
+    notebook = containers(pod)["notebook"]
+    env = env_of(notebook)
+    assert env["OMP_NUM_THREADS"] == "1"  # the profile's own value wins ...
+    assert [e["name"] for e in notebook["env"]].count("OMP_NUM_THREADS") == 1  # ... once
+    for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_MAX_THREADS",
+                 "NUMBA_NUM_THREADS"):
+        assert env[name] == "2", name  # 1.5 CPUs, rounded up
+    kubernetes_validate.validate(pod, "1.34", strict=True)

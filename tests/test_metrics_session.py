@@ -61,6 +61,9 @@ def test_status_api_reports_the_servers_usage_limits_and_walltime(hub: Hub) -> N
 
     # What the README tells users to try in a terminal of their session.
     env = process_env(server_pid(hub, user))
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                 "NUMEXPR_MAX_THREADS", "NUMBA_NUM_THREADS"):
+        assert env[name] == "2", name  # the profile's 1.5 CPUs, rounded up
     own = httpx.get(env["JUPYTERHUB_SERVICE_URL"].rstrip("/") + "/api/sidecars/status",
                     headers={"Authorization": f"token {env['JUPYTERHUB_API_TOKEN']}"},
                     timeout=30)

@@ -8,6 +8,16 @@ export interface Usage {
   limit_bytes: number | null;
 }
 
+/** The idle stop: the server stops after `limit` seconds without activity. */
+export interface Idle {
+  limit: number;
+  idle_for: number;
+  remaining: number;
+  deadline?: string;
+  warnings?: number[];
+  warnings_due?: number[];
+}
+
 export interface Walltime {
   state: string;
   limit?: number;
@@ -16,6 +26,8 @@ export interface Walltime {
   deadline?: string;
   warnings?: number[];
   warnings_due?: number[];
+  idle?: Idle;
+  stop_reason?: 'walltime' | 'idle';
 }
 
 export interface Status {
@@ -26,6 +38,7 @@ export interface Status {
 }
 
 export type Level = 'ok' | 'warning' | 'critical';
+const ORDER: Level[] = ['ok', 'warning', 'critical'];
 
 const MIB = 1024 * 1024;
 
@@ -65,10 +78,36 @@ export function statusText(s: Status): string {
   if (s.gpu) {
     parts.push(`GPU: ${formatPair(s.gpu.used_bytes, s.gpu.limit_bytes)}`);
   }
-  if (s.walltime) {
-    parts.push(`Walltime: ${formatWalltime(s.walltime)}`);
+  const w = s.walltime;
+  if (w && (w.limit !== undefined || !w.idle)) {
+    parts.push(`Walltime: ${formatWalltime(w)}`);
+  }
+  const idle = idleText(w);
+  if (idle) {
+    parts.push(idle);
   }
   return parts.join(' | ');
+}
+
+/** "Idle: stops in 9 min" once an idle warning is due; nothing before. */
+export function idleText(w: Walltime | null): string {
+  const idle = w?.idle;
+  if (!idle || idleDue(idle).length === 0) {
+    return '';
+  }
+  return `Idle: stops in ${shortSeconds(idle.remaining)}`;
+}
+
+function idleDue(idle: Idle): number[] {
+  return idle.warnings_due ?? (idle.warnings ?? []).filter(t => idle.remaining <= t);
+}
+
+/** "9 min", "45 s": the countdown in the status bar, rounded up so it never shows 0 early. */
+export function shortSeconds(seconds: number): string {
+  if (seconds < 120) {
+    return `${Math.max(0, Math.ceil(seconds))} s`;
+  }
+  return `${Math.ceil(seconds / 60)} min`;
 }
 
 export function ratioLevel(usage: Usage | null): Level {
@@ -80,21 +119,21 @@ export function ratioLevel(usage: Usage | null): Level {
 }
 
 export function walltimeLevel(w: Walltime | null): Level {
-  if (!w || w.remaining === undefined) {
-    return 'ok';
-  }
-  if (w.state === 'stopping' || w.state === 'stopped') {
+  if (w && (w.state === 'stopping' || w.state === 'stopped')) {
     return 'critical';
+  }
+  const idle = w?.idle;
+  const idleLevel: Level = !idle || idleDue(idle).length === 0 ? 'ok' :
+    idleDue(idle).length === (idle.warnings ?? []).length ? 'critical' : 'warning';
+  if (!w || w.remaining === undefined) {
+    return idleLevel;
   }
   const warnings = w.warnings ?? [];
   const due = w.warnings_due ?? warnings.filter(t => w.remaining! <= t);
-  if (due.length === 0) {
-    return 'ok';
-  }
-  return due.length === warnings.length ? 'critical' : 'warning';
+  const own: Level = due.length === 0 ? 'ok' :
+    due.length === warnings.length ? 'critical' : 'warning';
+  return ORDER.indexOf(idleLevel) > ORDER.indexOf(own) ? idleLevel : own;
 }
-
-const ORDER: Level[] = ['ok', 'warning', 'critical'];
 
 export function levelOf(s: Status): Level {
   const levels = [ratioLevel(s.memory), ratioLevel(s.gpu), walltimeLevel(s.walltime)];
@@ -134,16 +173,38 @@ export function notices(s: Status, before: Announced): [Notice[], Announced] {
   const w = s.walltime;
   if (w && (w.state === 'stopping' || w.state === 'stopped')) {
     if (!keys.has('stop')) {
+      const why = w.stop_reason === 'idle' ? 'it was idle for too long' :
+        'its walltime is over';
       found.push({
         key: 'stop',
         kind: 'error',
         message:
-          'Your server is being stopped: its walltime is over. Your files are kept; ' +
+          `Your server is being stopped: ${why}. Your files are kept; ` +
           'start a new server from the hub to continue.'
       });
     }
     keys.add('stop');
-  } else if (w && w.remaining !== undefined) {
+    return [found, { keys: [...keys], memoryHigh }];
+  }
+  const idle = w?.idle;
+  if (idle) {
+    const due = idleDue(idle);
+    // Keyed by the deadline: activity moves it, and the next idle spell warns again.
+    const epoch = idle.deadline ?? '';
+    const fresh = due.filter(t => !keys.has(`idle-${t}-${epoch}`));
+    if (fresh.length > 0) {
+      found.push({
+        key: `idle-${Math.min(...fresh)}-${epoch}`,
+        kind: 'warning',
+        message:
+          `Your server has been idle and stops in ${formatSeconds(idle.remaining)} ` +
+          `(after ${formatSeconds(idle.limit)} without activity). Anything you do in ` +
+          'JupyterLab — run a cell, type in a terminal, open a file — keeps it running.'
+      });
+      due.forEach(t => keys.add(`idle-${t}-${epoch}`));
+    }
+  }
+  if (w && w.remaining !== undefined) {
     const due = w.warnings_due ?? (w.warnings ?? []).filter(t => w.remaining! <= t);
     const fresh = due.filter(t => !keys.has(`walltime-${t}`));
     if (fresh.length > 0) {
@@ -195,10 +256,14 @@ export function tooltip(s: Status): string {
   if (w && w.remaining !== undefined) {
     lines.push(`Walltime: ${formatSeconds(w.remaining)} left` +
       (w.deadline ? `, stops at ${w.deadline}` : ''));
-  } else if (w) {
+  } else if (w && !w.idle) {
     lines.push(`Walltime: ${w.state}`);
   } else {
     lines.push('Walltime: no limit');
+  }
+  if (w?.idle) {
+    lines.push(`Idle stop: after ${formatSeconds(w.idle.limit)} without activity ` +
+      `(idle for ${formatSeconds(w.idle.idle_for)})`);
   }
   return lines.join('\n');
 }

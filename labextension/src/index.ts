@@ -60,11 +60,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
         status = null;
       }
       if (status === null) {
-        // The server went away right after its walltime ended: say so once.
+        // The server went away right after its walltime or idle limit ended: say so once.
         const w = last?.walltime;
-        if (w && w.remaining !== undefined && w.remaining < POLL_MS / 1000 + 5) {
+        const soon = (left: number | undefined): boolean =>
+          left !== undefined && left < POLL_MS / 1000 + 5;
+        const reason = soon(w?.remaining) ? 'walltime' : soon(w?.idle?.remaining) ? 'idle' : null;
+        if (w && reason) {
           const [found, next] = notices(
-            { ...last!, walltime: { ...w, state: 'stopping' } }, announced);
+            { ...last!, walltime: { ...w, state: 'stopping', stop_reason: reason } }, announced);
           found.forEach(n => Notification.error(n.message, { autoClose: false }));
           announced = next;
         }

@@ -6,11 +6,13 @@ import {
   durationUnit,
   formatPair,
   formatWalltime,
+  idleText,
   levelOf,
   notices,
   statusText,
   tooltip
 } from '../src/format';
+import units from './units.json';
 
 const MIB = 1024 * 1024;
 const fresh: Announced = { keys: [], memoryHigh: false };
@@ -33,6 +35,11 @@ describe('formatting', () => {
   it('leaves out what is absent', () => {
     expect(statusText(status({ gpu: null, walltime: null }))).toBe('Mem: 450 / 51200 MB');
     expect(formatPair(97 * MIB, null)).toBe('97 MB');
+  });
+  it('follows the one unit convention (units.json, shared with the Python side)', () => {
+    for (const pair of units.pairs) {
+      expect(formatPair(pair.used, pair.limit)).toBe(pair.text);
+    }
   });
   it('switches to GB from 100 GB on', () => {
     expect(formatPair(20 * 1024 * MIB, 100 * 1024 * MIB)).toBe('20.0 / 100.0 GB');
@@ -124,5 +131,39 @@ describe('notices', () => {
     expect(notices(status({ walltime: null,
                             memory: { used_bytes: 5, limit_bytes: null } }), fresh)[0])
       .toEqual([]);
+  });
+});
+
+describe('idle stop', () => {
+  const idle = (remaining: number, due: number[], deadline = '2026-11-30T14:00:00Z') =>
+    status({ walltime: { state: due.length ? 'warning' : 'running',
+                         idle: { limit: 7200, idle_for: 7200 - remaining, remaining,
+                                 deadline, warnings: [600, 60], warnings_due: due } } });
+  it('says nothing until a warning is due, then counts down', () => {
+    expect(statusText(idle(3600, []))).toBe('Mem: 450 / 51200 MB | GPU: 1164 / 10201 MB');
+    expect(statusText(idle(540, [600]))).toBe(
+      'Mem: 450 / 51200 MB | GPU: 1164 / 10201 MB | Idle: stops in 9 min');
+    expect(idleText(idle(45, [600, 60]).walltime)).toBe('Idle: stops in 45 s');
+    expect(levelOf(idle(540, [600]))).toBe('warning');
+    expect(levelOf(idle(45, [600, 60]))).toBe('critical');
+  });
+  it('shows walltime and idle side by side', () => {
+    const both = status();
+    both.walltime!.idle = { limit: 3600, idle_for: 3100, remaining: 500,
+                            warnings: [600], warnings_due: [600] };
+    expect(statusText(both)).toMatch(/Walltime: 28 \/ 30 min \| Idle: stops in 9 min$/);
+  });
+  it('warns once per idle spell, says how to keep the server, and why it stopped', () => {
+    const [found, after] = notices(idle(540, [600]), fresh);
+    expect(found.map(n => n.kind)).toEqual(['warning']);
+    expect(found[0].message).toMatch(/stops in 9 minutes.*keeps it running/);
+    expect(notices(idle(500, [600]), after)[0]).toEqual([]);
+    // activity moved the deadline: the next idle spell warns again
+    expect(notices(idle(540, [600], '2026-11-30T15:00:00Z'), after)[0]).toHaveLength(1);
+    const stopped = status({ walltime: { state: 'stopping', stop_reason: 'idle',
+                                         idle: { limit: 7200, idle_for: 7200,
+                                                 remaining: 0 } } });
+    expect(notices(stopped, fresh)[0][0].message).toContain('idle for too long');
+    expect(tooltip(idle(540, [600]))).toContain('Idle stop: after 2.0 hours without activity');
   });
 });

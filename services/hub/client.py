@@ -13,7 +13,7 @@ import enum
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -62,19 +62,29 @@ class ServerModel:
     ready: bool
     stopped: bool
     user_options: dict[str, Any] = field(default_factory=dict)
+    # The last activity the hub knows of (the server's reports and proxy traffic).
+    last_activity: datetime | None = None
 
     @classmethod
     def from_json(cls, user: str, data: dict[str, Any]) -> ServerModel:
-        started = data.get("started")
         return cls(
             user=user,
             name=data.get("name") or "",
-            started=datetime.fromisoformat(started.replace("Z", "+00:00")) if started else None,
+            started=_timestamp(data.get("started")),
             pending=data.get("pending"),
             ready=bool(data.get("ready")),
             stopped=bool(data.get("stopped")),
             user_options=data.get("user_options") or {},
+            last_activity=_timestamp(data.get("last_activity")),
         )
+
+
+def _timestamp(value: object) -> datetime | None:
+    """The hub's ISO 8601 timestamps (``…Z``), always timezone-aware."""
+    if not isinstance(value, str) or not value:
+        return None
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def server_path(user: str, server_name: str) -> str:

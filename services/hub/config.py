@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from traitlets import Bool, Dict, Enum, Integer, Unicode, Union
+from traitlets import Bool, Dict, Enum, Integer, List, Unicode, Union
 from traitlets.config import Configurable
 
 from services.contract import RUN_DIR, TOKENHELPER_PORT, WALLTIME_PORT
@@ -49,6 +50,27 @@ class Sidecars(Configurable):
     tokenhelper_write_back = Bool(
         False, config=True,
         help="Let the tokenhelper write rotated refresh tokens to auth_state (admin:users).")
+    idle_default = Unicode(
+        "", config=True,
+        help="Stop servers after this long without activity when their profile sets no "
+             "`idle` (e.g. 6h); empty: no idle stop.")
+    idle_warn = Unicode(
+        "10m,1m", config=True,
+        help="Warn this long before an idle stop (the status bar and a notification).")
+    activity_interval = Unicode(
+        "30s", config=True,
+        help="Where an idle limit is set, how often the server reports its activity to the "
+             "hub (JUPYTERHUB_ACTIVITY_INTERVAL; jupyterhub-singleuser's default is 5 min).")
+    compute_instances = Dict(
+        {}, config=True,
+        help="Compute instances by key (cpu/mem limits and guarantees, gpu_resource_name, "
+             "gpu_limit, gpu_memory, node_type or node_selector, walltime, idle, "
+             "required_role, required_group): with `profiles`, builds KubeSpawner's "
+             "profile_list (services/hub/compute_profiles.py).")
+    profiles: List[dict[str, Any]] = List(
+        [], config=True,
+        help="Profiles naming their allowed_compute_instances (and profile_options such as "
+             "images); one spawn-page entry per allowed instance. Empty: profile_list as set.")
     tokenhelper_audience_parameter = Enum(
         ["resource", "audience"], "resource", config=True,
         help="How the tokenhelper asks the provider for a token meant for one audience: "

@@ -11,11 +11,13 @@ and configure them under ``hub.config.Sidecars`` (see the README's configuration
 from __future__ import annotations
 
 import logging
+import math
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.contract import (
+    ACTIVITY_INTERVAL_ENV,
     AGENT_SOCKET_NAME,
     ARC_CERT_ENV,
     ARC_CERT_NAME,
@@ -24,6 +26,7 @@ from services.contract import (
     BEARER_TOKEN_FILE_ENV,
     CLIENT_SECRET_FILE_NAME,
     GPU_LIMIT_ENV,
+    IDLE_USER_OPTION,
     NOTEBOOK_TOKEN_KEY,
     OIDC_SOCK_ENV,
     PROFILE_ANNOTATION,
@@ -37,13 +40,15 @@ from services.contract import (
     WALLTIME_USER_OPTION,
     bearer_token_name,
 )
+from services.hub.compute_profiles import build_profiles
 from services.hub.config import Sidecars
 from services.hub.plan import Sidecar, SidecarPlan, UserSession
 from services.hub.pod import apply_to_pod, secret_manifest, secret_name
+from services.hub.profile_access import Access, GatedProfiles, all_profiles_of, choose, is_gated
 from services.hub.profiles import (
     Profile,
-    chosen_profile,
-    profiles_of,
+    ProfileError,
+    idle_of,
     slug_of,
     walltime_of,
     with_limits,
@@ -79,22 +84,33 @@ def walltime_scopes(user: str, server_name: str) -> list[str]:
 
 
 def add_walltime(plan: SidecarPlan, *, api_url: str, user: str, server_name: str,
-                 limit: float, warn: str, token: str, port: int) -> None:
-    """The walltime container: the token goes to it alone (a file); the notebook learns its
-    URL."""
+                 limit: float | None, warn: str, token: str, port: int,
+                 idle: float | None = None, idle_warn: str = "10m,1m",
+                 activity_interval: str = "30s") -> None:
+    """The walltime container (walltime and idle stop): the token goes to it alone (a file);
+    the notebook learns its URL and, with an idle limit, reports activity more often."""
     plan.secrets[WALLTIME_TOKEN_KEY] = token
+    env = {
+        "JUPYTERHUB_API_URL": api_url,
+        "JUPYTERHUB_USER": user,
+        "JUPYTERHUB_SERVER_NAME": server_name,
+        "WALLTIME_WARN": ",".join(f"{w:g}" for w in parse_duration_list(warn)),
+        "WALLTIME_PORT": str(port),
+    }
+    if limit is not None:
+        env["WALLTIME_LIMIT"] = f"{limit:g}"
+    if idle is not None:
+        interval = parse_duration(activity_interval)
+        env.update({"WALLTIME_IDLE": f"{idle:g}",
+                    "WALLTIME_IDLE_WARN": ",".join(f"{w:g}"
+                                                   for w in parse_duration_list(idle_warn)),
+                    "WALLTIME_ACTIVITY_LAG": f"{interval:g}"})
+        plan.notebook_env[ACTIVITY_INTERVAL_ENV] = str(max(1, round(interval)))
     plan.sidecars.append(Sidecar(
         name="walltime",
         args=["walltime"],
         port=port,
-        env={
-            "JUPYTERHUB_API_URL": api_url,
-            "JUPYTERHUB_USER": user,
-            "JUPYTERHUB_SERVER_NAME": server_name,
-            "WALLTIME_LIMIT": f"{limit:g}",
-            "WALLTIME_WARN": ",".join(f"{w:g}" for w in parse_duration_list(warn)),
-            "WALLTIME_PORT": str(port),
-        },
+        env=env,
         secret_files={"WALLTIME_API_TOKEN_FILE": WALLTIME_TOKEN_KEY},
         socket_setting="WALLTIME_SOCKET",
         url_env=WALLTIME_URL_ENV,
@@ -113,21 +129,34 @@ async def pre_spawn_hook(spawner: Any) -> None:
     plan = SidecarPlan()
     if config.identity_from_claims:
         plan.session = await _session_for(spawner, config)
-    profile = chosen_profile(await profiles_of(spawner), spawner.user_options or {})
-    limit = walltime_of(profile, config.walltime_default or None)
+    try:
+        profile = choose(await all_profiles_of(spawner), Access.of(spawner.user),
+                         spawner.user_options or {})
+    except ProfileError as exc:
+        raise _refused(str(exc), reason="profile") from None
+    try:
+        limit = walltime_of(profile, config.walltime_default or None)
+        idle = idle_of(profile, config.idle_default or None)
+    except ProfileError as exc:
+        raise _refused(str(exc), reason="profile") from None
     revoke_tokens(spawner, "walltime")
-    record_walltime(spawner, limit)
+    record_limits(spawner, limit, idle)
     describe_for_metrics(plan, profile, limit, spawner.orm_spawner.started)
-    if limit is not None:
+    plan.notebook_env_defaults.update(thread_env(cpu_limit_of(profile, spawner)))
+    if limit is not None or idle is not None:
         token = spawner.user.new_api_token(
             note=token_note("walltime", user, server_name),
             scopes=walltime_scopes(user, server_name),
-            expires_in=int(limit + parse_duration(config.walltime_token_margin)),
+            # Idle only: no end is known; the stop hook revokes the token.
+            expires_in=int(limit + parse_duration(config.walltime_token_margin))
+            if limit is not None else None,
         )
         add_walltime(plan, api_url=spawner.hub.api_url, user=user, server_name=server_name,
                      limit=limit, warn=config.walltime_warn, token=token,
-                     port=_port_for(spawner, config.walltime_port))
-        log.info("walltime %ss for %s/%s", limit, user, server_name)
+                     port=_port_for(spawner, config.walltime_port),
+                     idle=idle, idle_warn=config.idle_warn,
+                     activity_interval=config.activity_interval)
+        log.info("walltime %ss, idle %ss for %s/%s", limit, idle, user, server_name)
     revoke_tokens(spawner, "tokenhelper")
     if config.tokenhelper_enabled:
         add_tokenhelper(plan, spawner, config, limit)
@@ -269,6 +298,31 @@ def describe_for_metrics(plan: SidecarPlan, profile: Profile | None, limit: floa
         plan.pod_annotations[WALLTIME_DEADLINE_ANNOTATION] = deadline.isoformat()
 
 
+# Thread pools that size themselves from the node's cores, not the container's CPU limit.
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+              "NUMEXPR_MAX_THREADS", "NUMBA_NUM_THREADS")
+
+
+def thread_env(cpu_limit: float | None) -> dict[str, str]:
+    """One thread per CPU of the limit (rounded up, at least 1), so numpy on a 64-core node
+    does not start 64 threads in a 2-CPU container; nothing without a limit."""
+    if not cpu_limit or cpu_limit <= 0:
+        return {}
+    threads = str(max(1, math.ceil(cpu_limit)))
+    return dict.fromkeys(THREAD_ENV, threads)
+
+
+def cpu_limit_of(profile: Profile | None, spawner: Any) -> float | None:
+    """The profile's ``cpu_limit`` (applied by KubeSpawner after this hook), else the
+    spawner's own."""
+    override = (profile or {}).get("kubespawner_override") or {}
+    value = override.get("cpu_limit", getattr(spawner, "cpu_limit", None))
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 async def post_stop_hook(spawner: Any) -> None:
     """Revoke every token minted for this server and delete its Secret
     (``Spawner.post_stop_hook``; also after a hub restart: both are found by name)."""
@@ -344,16 +398,18 @@ def revoke_tokens(spawner: Any, service: str) -> int:
     return len(stale)
 
 
-def record_walltime(spawner: Any, limit: float | None) -> None:
-    """Keep the enforced limit in the server's user_options, where the backstop reads it.
+def record_limits(spawner: Any, limit: float | None, idle: float | None) -> None:
+    """Keep the enforced limits in the server's user_options, where the backstop reads them.
 
     Always overwritten (or removed, for no limit) here: a value a user sends when starting a
     server, or one left from the server's previous start, has no effect.
     """
     options = {k: v for k, v in (spawner.user_options or {}).items()
-               if k != WALLTIME_USER_OPTION}
+               if k not in (WALLTIME_USER_OPTION, IDLE_USER_OPTION)}
     if limit is not None:
         options[WALLTIME_USER_OPTION] = limit
+    if idle is not None:
+        options[IDLE_USER_OPTION] = idle
     spawner.user_options = options
     spawner.orm_spawner.user_options = dict(options)
     spawner.user.db.commit()
@@ -405,8 +461,17 @@ def install(c: Any) -> None:
     c.KubeSpawner.modify_pod_hook = _chain(c.KubeSpawner.get("modify_pod_hook"), modify_pod_hook)
     c.KubeSpawner.after_pod_created_hook = _chain(c.KubeSpawner.get("after_pod_created_hook"),
                                                   after_pod_created_hook)
+    # Profiles built from compute instances and profiles (seed 004's shape), where given.
+    entries = c.Sidecars.get("profiles")
+    if entries:
+        built = build_profiles(dict(c.Sidecars.get("compute_instances") or {}), list(entries))
+        c.KubeSpawner.profile_list = built
+        c.LocalSidecarSpawner.profile_list = built
     # The spawn page shows each profile's limits, generated from the keys that set them.
     profiles = c.KubeSpawner.get("profile_list")
     if isinstance(profiles, list):
         default = c.Sidecars.get("walltime_default") or None
-        c.KubeSpawner.profile_list = [with_limits(p, default) for p in profiles]
+        idle_default = c.Sidecars.get("idle_default") or None
+        shown = [with_limits(p, default, idle_default) for p in profiles]
+        # Profiles that need a role or group: each user is offered only their own.
+        c.KubeSpawner.profile_list = GatedProfiles(shown) if is_gated(shown) else shown

@@ -40,13 +40,14 @@ from services.contract import USAGE_SCOPE_ENV
 from services.hub.config import Sidecars
 from services.hub.hooks import PLAN_ATTRIBUTE
 from services.hub.plan import Sidecar, SidecarPlan, UserSession
-from services.hub.profiles import chosen_profile, limits_summary, slug_of
+from services.hub.profile_access import Access, choose, visible
+from services.hub.profiles import limits_summary, slug_of
 from services.identity.nss import MERGE_SCRIPT
 from services.runtime import sidecar_urls
 
 # Only these variables of the hub's environment reach a sidecar: never the hub's secrets.
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
-PROFILE_LIMITS = ("mem_limit", "cpu_limit", "mem_guarantee", "cpu_guarantee")
+PROFILE_OVERRIDES = ("mem_limit", "cpu_limit", "mem_guarantee", "cpu_guarantee", "environment")
 
 
 class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
@@ -71,10 +72,11 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
             return ""
         fallback = Sidecars(parent=self).walltime_default or None
         rows = []
-        for index, profile in enumerate(self.profile_list):
+        mine = visible(self.profile_list, Access.of(self.user))  # only what this user may use
+        for index, profile in enumerate(mine):
             slug = html.escape(slug_of(profile))
             checked = "checked" if profile.get("default") or (
-                index == 0 and not any(p.get("default") for p in self.profile_list)) else ""
+                index == 0 and not any(p.get("default") for p in mine)) else ""
             rows.append(
                 f'<label class="list-group-item"><input type="radio" name="profile" '
                 f'value="{slug}" {checked}> <strong>{html.escape(profile["display_name"])}'
@@ -105,6 +107,8 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
     def get_env(self) -> dict[str, str]:
         env = dict(super().get_env())
         env.update(self._plan.notebook_env)
+        for name, value in self._plan.notebook_env_defaults.items():
+            env.setdefault(name, value)  # a profile's own environment wins
         # Local servers share the machine's cgroup: the status bar sums the process tree.
         env[USAGE_SCOPE_ENV] = "process-tree"
         session = self._session
@@ -210,14 +214,15 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
         return preexec
 
     def _apply_profile_limits(self) -> None:
-        """The limits of the chosen profile, as KubeSpawner applies ``kubespawner_override``.
+        """The limits and environment of the chosen profile, as KubeSpawner applies
+        ``kubespawner_override``.
 
-        Locally nothing enforces them; they reach the server as ``MEM_LIMIT``/``CPU_LIMIT``,
-        which the status bar shows, as in a pod.
+        Locally nothing enforces the limits; they reach the server as ``MEM_LIMIT``/
+        ``CPU_LIMIT``, which the status bar shows, as in a pod.
         """
-        profile = chosen_profile(self.profile_list, self.user_options or {}) or {}
+        profile = choose(self.profile_list, Access.of(self.user), self.user_options or {}) or {}
         override = profile.get("kubespawner_override") or {}
-        for key in PROFILE_LIMITS:
+        for key in PROFILE_OVERRIDES:
             if key in override:
                 setattr(self, key, override[key])
 

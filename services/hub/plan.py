@@ -46,6 +46,9 @@ class UserSession:
 class SidecarPlan:
     sidecars: list[Sidecar] = field(default_factory=list)
     notebook_env: dict[str, str] = field(default_factory=dict)
+    # Variables the notebook gets unless its environment already sets them (a profile's own
+    # ``environment`` wins): the thread-pool sizes.
+    notebook_env_defaults: dict[str, str] = field(default_factory=dict)
     shared_dir: str | None = None  # an emptyDir mounted in the notebook and some sidecars
     # Read by the metrics node agent: the profile and the walltime of this server.
     pod_annotations: dict[str, str] = field(default_factory=dict)

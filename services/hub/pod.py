@@ -65,6 +65,9 @@ def apply_to_pod(plan: SidecarPlan, pod: Any, settings: ContainerSettings,
     notebook = next((c for c in containers if _get(c, "name") == "notebook"), containers[0])
     env = _list(notebook, "env")
     env.extend({"name": k, "value": v} for k, v in sorted(plan.notebook_env.items()))
+    named = {_get(item, "name") for item in env}
+    env.extend({"name": k, "value": v} for k, v in sorted(plan.notebook_env_defaults.items())
+               if k not in named)
     if NOTEBOOK_TOKEN_KEY in plan.secrets:
         _token_from_secret(env, server_secret)
     taken = {_get(c, "name") for c in containers}

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from services.runtime.durations import parse_duration
+from services.runtime.units import size_text
 
 Profile = dict[str, Any]
 
@@ -59,21 +60,35 @@ def chosen_profile(profiles: list[Profile], user_options: dict[str, Any]) -> Pro
 
 def walltime_of(profile: Profile | None, default: str | float | None) -> float | None:
     """Seconds of walltime for ``profile``; ``None`` means no limit."""
-    value = default if profile is None or profile.get("walltime") in (None, "") \
-        else profile["walltime"]
+    return _duration_of(profile, "walltime", default)
+
+
+def idle_of(profile: Profile | None, default: str | float | None) -> float | None:
+    """Seconds without activity after which the server stops; ``None``: never."""
+    return _duration_of(profile, "idle", default)
+
+
+def _duration_of(profile: Profile | None, key: str, default: str | float | None
+                 ) -> float | None:
+    value = default if profile is None or profile.get(key) in (None, "") else profile[key]
     if value in (None, "", "none", "unlimited"):
         return None
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError as exc:
-        where = f"profile {slug_of(profile)!r}" if profile else "the default walltime"
-        raise ProfileError(f"{where}: walltime {value!r}: {exc}") from None
+        where = f"profile {slug_of(profile)!r}" if profile else f"the default {key}"
+        raise ProfileError(f"{where}: {key} {value!r}: {exc}") from None
+    if seconds <= 0:
+        where = f"profile {slug_of(profile)!r}" if profile else f"the default {key}"
+        raise ProfileError(f"{where}: {key} {value!r} must be longer than 0 (or none)")
+    return seconds
 
 
-def limits_summary(profile: Profile, default: str | float | None) -> str:
-    """``Limits: 50GB RAM, 8 CPU, 10GB VRAM, 30 min`` for the spawn page, from the keys the
-    spawner and the hooks apply (``kubespawner_override`` mem/cpu limits, ``gpu_memory``,
-    ``walltime``): what is shown is what is enforced."""
+def limits_summary(profile: Profile, default: str | float | None,
+                   idle_default: str | float | None = None) -> str:
+    """``Limits: 50GB RAM, 8 CPU, 10GB VRAM, 30 min, stops after 2 h idle`` for the spawn
+    page, from the keys the spawner and the hooks apply (``kubespawner_override`` mem/cpu
+    limits, ``gpu_memory``, ``walltime``, ``idle``): what is shown is what is enforced."""
     override = profile.get("kubespawner_override") or {}
     parts = []
     if override.get("mem_limit"):
@@ -84,6 +99,9 @@ def limits_summary(profile: Profile, default: str | float | None) -> str:
         parts.append(f"{_bytes_text(profile['gpu_memory'])} VRAM")
     seconds = walltime_of(profile, default)
     parts.append("no time limit" if seconds is None else walltime_text(seconds))
+    idle = idle_of(profile, idle_default)
+    if idle is not None:
+        parts.append(f"stops after {walltime_text(idle)} idle")
     return "Limits: " + ", ".join(parts)
 
 
@@ -98,16 +116,17 @@ def walltime_text(seconds: float) -> str:
 
 
 def _bytes_text(value: str | int) -> str:
-    """KubeSpawner byte specifications (``50G``, ``512M``, bytes) as ``50GB``/``512MB``."""
+    """KubeSpawner byte specifications (``50G``, ``512M``, bytes) as ``50GB``/``512MB``: binary,
+    as KubeSpawner reads them (services/runtime/units.py)."""
     text = str(value).strip().removesuffix("i")  # Kubernetes' 10Gi reads as 10GB here too
     if text[-1:].upper() in ("K", "M", "G", "T"):
         return f"{text[:-1]}{text[-1].upper()}B"
-    number = float(text)
-    return f"{number / 2**30:g}GB" if number >= 2**30 else f"{number / 2**20:g}MB"
+    return size_text(float(text))
 
 
-def with_limits(profile: Profile, default: str | float | None) -> Profile:
+def with_limits(profile: Profile, default: str | float | None,
+                idle_default: str | float | None = None) -> Profile:
     """The profile with its limits in front of its description (KubeSpawner's spawn page)."""
-    summary = limits_summary(profile, default)
+    summary = limits_summary(profile, default, idle_default)
     description = profile.get("description")
     return {**profile, "description": f"{summary}. {description}" if description else summary}

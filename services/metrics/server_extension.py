@@ -1,4 +1,5 @@
-"""Jupyter server extension: ``GET /api/sidecars/status`` for the JupyterLab status bar.
+"""Jupyter server extension: ``GET /api/sidecars/status`` for the JupyterLab status bar, and
+the activity that jupyter_server alone does not see (services/metrics/activity.py).
 
 Authenticated like every Jupyter server API (the hub's OAuth cookie or a token). One reading is
 shared by all tabs for ``CACHE_SECONDS``, so many open tabs polling every 5 s cost one read.
@@ -15,6 +16,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from services.metrics import activity
 from services.metrics.status import StatusReader
 
 CACHE_SECONDS = 1.0
@@ -22,6 +24,10 @@ ROUTE = "api/sidecars/status"
 
 
 class StatusHandler(APIHandler):
+    # The status bar polls this even from a hidden tab: that is not the user doing anything
+    # (jupyter_server would count it as activity and no idle limit would ever be reached).
+    _track_activity = False
+
     @web.authenticated
     async def get(self) -> None:
         cache: _Cache = self.settings["jupyterhub_sidecars_status"]
@@ -34,8 +40,9 @@ class _Cache:
     open between readings: each walltime reading (at most one per ``CACHE_SECONDS``) opens and
     closes its own HTTP client."""
 
-    def __init__(self, reader: StatusReader) -> None:
+    def __init__(self, reader: StatusReader, settings: dict[str, Any]) -> None:
         self.reader = reader
+        self.settings = settings
         self._value: dict[str, Any] | None = None
         self._at = 0.0
         self._lock = asyncio.Lock()
@@ -45,6 +52,7 @@ class _Cache:
             if self._value is None or time.monotonic() - self._at > CACHE_SECONDS:
                 usage = await asyncio.to_thread(self.reader.read_usage)
                 usage["walltime"] = await self.reader.read_walltime()
+                usage["activity"] = {"holding": activity.reasons_active(self.settings)}
                 self._value, self._at = usage, time.monotonic()
             return self._value
 
@@ -55,7 +63,10 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     web_app = serverapp.web_app
-    web_app.settings["jupyterhub_sidecars_status"] = _Cache(StatusReader.from_environment())
+    web_app.settings["jupyterhub_sidecars_status"] = _Cache(StatusReader.from_environment(),
+                                                            web_app.settings)
     route = url_path_join(web_app.settings["base_url"], ROUTE)
     web_app.add_handlers(".*$", [(route, StatusHandler)])
-    serverapp.log.info("jupyterhub-sidecars: serving /%s", ROUTE)
+    activity.start(serverapp)
+    serverapp.log.info("jupyterhub-sidecars: serving /%s; busy kernels and open terminals "
+                       "count as activity", ROUTE)

@@ -11,8 +11,7 @@ import json
 from typing import Any
 
 from services.metrics.status import StatusReader
-
-MB = 10**6
+from services.runtime.units import format_pair
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,27 +47,33 @@ def render(status: dict[str, Any]) -> str:
             rows.append((f"  pid {process['pid']}", process["name"] or "?",
                          _mb(process["used_bytes"])))
     walltime = status.get("walltime")
+    idle = (walltime or {}).get("idle")
     if walltime and "remaining" in walltime:
         rows.append(("Walltime", f"{_minutes(walltime['elapsed'])} / "
                                  f"{_minutes(walltime['limit'])}",
                      f"{_minutes(walltime['remaining'])} left, stops at {walltime['deadline']}"))
-    elif walltime:
+    elif walltime and not idle:
         rows.append(("Walltime", walltime.get("state", "unknown"), ""))
     else:
         rows.append(("Walltime", "no limit", ""))
+    if idle:
+        rows.append(("Idle stop", f"after {_minutes(idle['limit'])} idle",
+                     f"idle for {_minutes(idle['idle_for'])}, "
+                     f"stops in {_minutes(idle['remaining'])} without activity"))
     width = max(len(r[0]) for r in rows)
     middle = max(len(r[1]) for r in rows)
     return "\n".join(f"{a:<{width}}  {b:<{middle}}  {c}".rstrip() for a, b, c in rows)
 
 
 def _mb(value: int | None) -> str:
-    return "?" if value is None else f"{value / MB:,.0f} MB"
+    return "?" if value is None else format_pair(value, None)
 
 
 def _used_of(used: int, limit: int | None) -> str:
+    """The status bar's numbers (services/runtime/units.py), with the share."""
     if limit is None:
-        return f"{_mb(used)} (no limit)"
-    return f"{used / MB:,.0f} / {limit / MB:,.0f} MB ({100 * used / limit:.0f} %)"
+        return f"{format_pair(used, None)} (no limit)"
+    return f"{format_pair(used, limit)} ({100 * used / limit:.0f} %)"
 
 
 def _minutes(seconds: float) -> str:

@@ -1,8 +1,9 @@
-"""Hub-wide walltime enforcement: one paginated list of active servers per interval.
+"""Hub-wide walltime and idle enforcement: one paginated list of active servers per interval.
 
-It covers servers whose sidecar died or was never added. Each server's limit is the one the
+It covers servers whose sidecar died or was never added. Each server's limits are the ones the
 hub hook recorded in its user_options when it started (so per-profile limits need no second
-copy of the profile list here); servers without one get ``WALLTIME_LIMIT`` if that is set.
+copy of the profile list here); servers without a walltime get ``WALLTIME_LIMIT`` if that is
+set. An idle limit is checked against the hub's ``last_activity`` (from the same list).
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter
 
-from services.contract import WALLTIME_USER_OPTION
+from services.contract import IDLE_USER_OPTION, WALLTIME_USER_OPTION
 from services.hub.client import HubAuthError, HubClient, HubError, ServerModel
 from services.runtime.retry import Backoff
 from services.walltime.countdown import Countdown, utcnow
@@ -39,17 +41,15 @@ class Backstop:
             yield user, server, countdown
 
     def limit_of(self, server: ServerModel) -> float | None:
-        recorded = server.user_options.get(WALLTIME_USER_OPTION)
-        if recorded is not None:
-            try:
-                value = float(recorded)
-                if value > 0:
-                    return value
-            except (TypeError, ValueError):
-                pass
-            log.warning("ignoring a bad recorded walltime", extra={
-                "user": server.user, "server": server.name, "value": repr(recorded)})
-        return self.settings.limit
+        return _recorded(server, WALLTIME_USER_OPTION) or self.settings.limit
+
+    def idle_overdue(self, server: ServerModel, now: datetime) -> bool:
+        """Idle past its recorded idle limit (and the grace) by the hub's last_activity."""
+        idle = _recorded(server, IDLE_USER_OPTION)
+        if idle is None or server.started is None:
+            return False
+        last = max(server.last_activity or server.started, server.started)
+        return (now - last).total_seconds() >= idle + self.settings.grace
 
     async def run(self) -> int:
         while True:
@@ -65,23 +65,26 @@ class Backstop:
     async def sweep(self) -> None:
         now = utcnow()
         seen: dict[tuple[str, str], Countdown] = {}
-        overdue: list[ServerModel] = []
+        overdue: list[tuple[ServerModel, str]] = []
         async for server in self.hub.active_servers():
-            limit = self.limit_of(server)
-            if server.started is None or server.pending == "stop" or limit is None:
+            if server.started is None or server.pending == "stop":
                 continue
-            countdown = Countdown(server.started, limit)
-            seen[(server.user, server.name)] = countdown
-            if countdown.remaining(now) <= -self.settings.grace:
-                overdue.append(server)
+            limit = self.limit_of(server)
+            if limit is not None:
+                countdown = Countdown(server.started, limit)
+                seen[(server.user, server.name)] = countdown
+                if countdown.remaining(now) <= -self.settings.grace:
+                    overdue.append((server, "walltime"))
+                    continue
+            if self.idle_overdue(server, now):
+                overdue.append((server, "idle"))
         self.known = seen
         self.sweeps += 1
-        for server in overdue:
-            await self._stop(server, seen[(server.user, server.name)])
+        for server, reason in overdue:
+            await self._stop(server, reason)
 
-    async def _stop(self, server: ServerModel, countdown: Countdown) -> None:
-        who = {"user": server.user, "server": server.name}
-        overdue_s = round(-countdown.remaining(utcnow()), 1)
+    async def _stop(self, server: ServerModel, reason: str) -> None:
+        who = {"user": server.user, "server": server.name, "reason": reason}
         try:
             outcome = await self.hub.stop_server(server.user, server.name,
                                                  backoff=Backoff(attempts=3))
@@ -93,5 +96,20 @@ class Backstop:
             return
         self._stops.inc()
         self.known.pop((server.user, server.name), None)
-        log.info("backstop stopped an overdue server",
-                 extra={**who, "overdue_s": overdue_s, "outcome": outcome.value})
+        log.info("backstop stopped an overdue server", extra={**who, "outcome": outcome.value})
+
+
+def _recorded(server: ServerModel, option: str) -> float | None:
+    """A limit the hub hook recorded in the server's user_options (seconds), if valid."""
+    recorded = server.user_options.get(option)
+    if recorded is None:
+        return None
+    try:
+        value = float(recorded)
+    except (TypeError, ValueError):
+        value = 0.0
+    if value > 0:
+        return value
+    log.warning("ignoring a bad recorded limit", extra={
+        "user": server.user, "server": server.name, "option": option, "value": repr(recorded)})
+    return None

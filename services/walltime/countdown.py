@@ -52,8 +52,8 @@ class Countdown:
         """What ``GET /status`` returns; times in seconds, timestamps in ISO 8601 UTC."""
         return {
             "limit": self.limit,
-            "started": _iso(self.started),
-            "deadline": _iso(self.deadline),
+            "started": iso(self.started),
+            "deadline": iso(self.deadline),
             "elapsed": round(max(0.0, (now - self.started).total_seconds()), 3),
             "remaining": round(max(0.0, self.remaining(now)), 3),
             "state": self.state(now, stop_accepted).value,
@@ -66,5 +66,5 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -56,13 +56,28 @@ class SidecarSettings(ProcessIsolation, _HubAccess):  # _HubAccess last: its con
                       description="owner of the server (set by the spawner)")
     server_name: str = Field("", validation_alias="JUPYTERHUB_SERVER_NAME",
                              description="server name; empty for the default server")
-    limit: Duration = Field(description="time limit of the session: 90s, 30m, 12h, 1d")
+    limit: Duration | None = Field(None, description="time limit of the session: 90s, 30m, "
+                                                     "12h, 1d; unset: none (idle only)")
     warn: DurationList = Field((600.0, 60.0),
                                description="warn this long before the end: e.g. 10m,1m")
+    idle: Duration | None = Field(None, description="stop the server after this long without "
+                                                    "activity: 2h; unset: never")
+    idle_warn: DurationList = Field((600.0, 60.0), description="warn this long before the "
+                                                               "idle stop: e.g. 10m,1m")
+    activity_lag: Duration = Field(30.0, description="how late the hub may learn of activity "
+                                                     "(the server's JUPYTERHUB_ACTIVITY_"
+                                                     "INTERVAL): the last check before an idle "
+                                                     "stop waits this long")
 
     @model_validator(mode="after")
     def _check_isolation(self) -> Self:
         self.isolation_ids()
+        if self.limit is None and self.idle is None:
+            raise ValueError("set WALLTIME_LIMIT, WALLTIME_IDLE or both: with neither there "
+                             "is nothing to count down")
+        for name, value in (("WALLTIME_LIMIT", self.limit), ("WALLTIME_IDLE", self.idle)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be longer than 0")
         return self
 
 
