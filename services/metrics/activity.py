@@ -46,18 +46,3 @@ def mark_activity(settings: dict[str, Any], now: datetime | None = None) -> list
     if reasons:
         settings[SETTING] = now or datetime.now(UTC)
     return reasons
-
-
-def start(serverapp: Any) -> None:
-    """Check every ``INTERVAL`` seconds for as long as the server runs."""
-    from tornado.ioloop import PeriodicCallback
-
-    settings = serverapp.web_app.settings
-
-    def check() -> None:
-        try:
-            mark_activity(settings)
-        except Exception:  # never let a check take the server down
-            log.exception("jupyterhub-sidecars: activity check failed")
-
-    PeriodicCallback(check, INTERVAL * 1000).start()

@@ -15,6 +15,7 @@ from typing import Any
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
+from tornado.ioloop import PeriodicCallback
 
 from services.metrics import activity
 from services.metrics.status import StatusReader
@@ -57,6 +58,20 @@ class _Cache:
             return self._value
 
 
+def _keep_activity(serverapp: Any) -> None:
+    """Every ``activity.INTERVAL`` seconds, for as long as the server runs: busy kernels and
+    open terminals count as activity (services/metrics/activity.py)."""
+    settings = serverapp.web_app.settings
+
+    def check() -> None:
+        try:
+            activity.mark_activity(settings)
+        except Exception:  # never let a check take the server down
+            serverapp.log.exception("jupyterhub-sidecars: activity check failed")
+
+    PeriodicCallback(check, activity.INTERVAL * 1000).start()
+
+
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "services.metrics.server_extension"}]
 
@@ -67,6 +82,6 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
                                                             web_app.settings)
     route = url_path_join(web_app.settings["base_url"], ROUTE)
     web_app.add_handlers(".*$", [(route, StatusHandler)])
-    activity.start(serverapp)
+    _keep_activity(serverapp)
     serverapp.log.info("jupyterhub-sidecars: serving /%s; busy kernels and open terminals "
                        "count as activity", ROUTE)
