@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from services.hub.profiles import Profile, ProfileError, profiles_of, slug_of
+from services.hub.profiles import Profile, ProfileError, chosen_profile, profiles_of
 
 GATE_KEYS = ("required_role", "required_group")
 
@@ -59,13 +59,12 @@ def choose(profiles: list[Profile], access: Access, user_options: dict[str, Any]
         return None
     wanted = user_options.get("profile")
     if wanted:
-        for profile in profiles:
-            if slug_of(profile) == wanted:
-                if not access.may_use(profile):
-                    raise ProfileForbidden(f"the profile {wanted!r} is for {_needs(profile)}; "
-                                           "ask your facility for access or pick another")
-                return profile
-        raise ProfileError(f"no profile with slug {wanted!r}")
+        profile = chosen_profile(profiles, user_options)  # KubeSpawner's lookup by slug
+        assert profile is not None
+        if not access.may_use(profile):
+            raise ProfileForbidden(f"the profile {wanted!r} is for {_needs(profile)}; "
+                                   "ask your facility for access or pick another")
+        return profile
     mine = visible(profiles, access)
     if not mine:
         raise ProfileForbidden("none of the profiles is open to you; ask your facility")
