@@ -106,6 +106,11 @@ command -v davix-put >/dev/null || apt_install davix
 # rclone mount (the tests, and the demo banner's recipe) needs FUSE 3's fusermount3.
 command -v fusermount3 >/dev/null || apt_install fuse3
 command -v wget >/dev/null || apt_install wget  # share links: wget -r of a folder link
+# Disk usage against real filesystems (loop-mounted ext4 and xfs; xfs_io sets project ids)
+# and the container's limits in `free` (LXCFS, a FUSE filesystem).
+command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || apt_install e2fsprogs
+command -v mkfs.xfs >/dev/null || [ -x /usr/sbin/mkfs.xfs ] || apt_install xfsprogs
+command -v lxcfs >/dev/null || apt_install lxcfs
 # nginx in front of the kubepie gateway (auth_request mode, deploy/kubepie/nginx/).
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light
 

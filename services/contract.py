@@ -18,6 +18,7 @@ PROFILE_ENV: Final = "JUPYTERHUB_SIDECARS_PROFILE"              # the chosen pro
 GPU_LIMIT_ENV: Final = "JUPYTERHUB_SIDECARS_GPU_MEMORY_LIMIT"   # a profile's gpu_memory
 USAGE_SCOPE_ENV: Final = "JUPYTERHUB_SIDECARS_USAGE_SCOPE"      # "process-tree" locally
 DISK_LIMIT_ENV: Final = "JUPYTERHUB_SIDECARS_DISK_LIMIT"        # a profile's disk_limit
+DISK_PATH_ENV: Final = "JUPYTERHUB_SIDECARS_DISK_PATH"          # the folder counted; $HOME
 IDLE_LIMIT_ENV: Final = "JUPYTERHUB_SIDECARS_IDLE_LIMIT"        # a profile's idle limit
 RUN_DIR_ENV: Final = "JUPYTERHUB_SIDECARS_RUN_DIR"              # the folder shared with sidecars
 ARC_CERT_ENV: Final = "JUPYTERHUB_SIDECARS_ARC_CERT"

@@ -14,7 +14,7 @@ TEST_PROFILES = [
     {"display_name": "One minute", "slug": "minute", "walltime": "60s",
      "kubespawner_override": {"mem_limit": "3G"}},
     {"display_name": "Long", "slug": "long", "walltime": "12h", "default": True,
-     "kubespawner_override": {"mem_limit": "3G", "cpu_limit": 1.5}},
+     "disk_limit": "2G", "kubespawner_override": {"mem_limit": "3G", "cpu_limit": 1.5}},
     {"display_name": "Unlimited", "slug": "unlimited", "walltime": "none"},
     # The idle stop (tests/test_idle_stop.py): 40 s without activity, no walltime.
     {"display_name": "Idle forty seconds", "slug": "idle", "walltime": "none", "idle": "40s"},

@@ -107,7 +107,7 @@ def test_spawn_page_shows_each_profiles_generated_limits(values: dict[str, Any])
     assert shown["beamline-a100-10g-quick"].startswith(
         "Limits: 50GB RAM, 8 CPU, 10GB VRAM, 30 min. Notebooks tailored")
     assert shown["arc"].startswith(
-        "Limits: 10GB RAM, 2 CPU, 12 h, stops after 6 h idle. ARC 6 commands")
+        "Limits: 10GB RAM, 2 CPU, 50GB disk, 12 h, stops after 6 h idle. ARC 6 commands")
     assert shown["beamline-cpu-small"].startswith(  # walltime_default, the instance's idle
         "Limits: 10GB RAM, 2 CPU, 8 h, stops after 6 h idle")
     assert shown["beamline-a100-20g"].startswith(

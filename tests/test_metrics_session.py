@@ -6,6 +6,7 @@ file (installed with it) enables it, as in a notebook image.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -58,6 +59,11 @@ def test_status_api_reports_the_servers_usage_limits_and_walltime(hub: Hub) -> N
     assert walltime["limit"] == 12 * 3600 and walltime["state"] == "running"
     assert walltime["started"].startswith(model["started"][:19])
     assert 0 < 12 * 3600 - walltime["remaining"] < 120
+    # The home folder against the profile's disk_limit: counted in the background, so the
+    # first reading may still say "scanning" (services/metrics/disk.py).
+    disk = body["disk"]
+    assert disk["limit_bytes"] == 2 * 1024**3 and disk["state"] in ("scanning", "ready")
+    assert disk["path"] == os.path.realpath(process_env(server_pid(hub, user))["HOME"])
 
     # What the README tells users to try in a terminal of their session.
     env = process_env(server_pid(hub, user))

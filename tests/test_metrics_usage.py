@@ -72,8 +72,9 @@ def test_json_output_is_the_status_api_shape() -> None:
     result = subprocess.run([str(VENV_BIN / "jupyterhub-sidecars"), "usage", "--json"],
                             capture_output=True, text=True, timeout=60, env=env, check=True)
     body = json.loads(result.stdout)
-    assert set(body) == {"time", "memory", "cpu", "gpu", "walltime"}
+    assert set(body) == {"time", "memory", "cpu", "gpu", "disk", "walltime"}
     assert body["walltime"] is None and body["memory"]["used_bytes"] > 0
+    assert body["disk"] is None  # no $HOME, no folder to count
 
 
 def test_gpu_by_process_where_pids_match() -> None:

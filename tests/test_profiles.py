@@ -3,6 +3,7 @@ import pytest
 from services.hub.profiles import (
     ProfileError,
     chosen_profile,
+    disk_limit_of,
     limits_summary,
     profiles_of,
     slug_of,
@@ -52,10 +53,25 @@ def test_limits_summary_for_the_spawn_page() -> None:
         "mem_limit": 3 * 2**30, "cpu_limit": 1.5}}, None) == "Limits: 3GB RAM, 1.5 CPU, 90 s"
     assert limits_summary({"walltime": "12h", "kubespawner_override": {"mem_limit": "512M"}},
                           None) == "Limits: 512MB RAM, 12 h"
+    assert limits_summary({"walltime": "1h", "disk_limit": "10Gi"}, None) == \
+        "Limits: 10GB disk, 1 h"
     described = with_limits({**seed, "description": "For training."}, None)
     assert described["description"] == \
         "Limits: 50GB RAM, 8 CPU, 10GB VRAM, 30 min. For training."
     assert described["display_name"] == seed["display_name"]  # the slug stays the same
+
+
+def test_disk_limit_reads_as_the_spawner_reads_sizes() -> None:
+    """``10G`` is 10 * 2**30 bytes, as KubeSpawner reads ``mem_limit``: the spawn page's
+    "10GB disk" and the status bar's "/ 10.0 GB" are the same number."""
+    assert disk_limit_of({"disk_limit": "10G"}) == 10 * 2**30
+    assert disk_limit_of({"disk_limit": "10Gi"}) == 10 * 2**30
+    assert disk_limit_of({"disk_limit": "500M"}) == 500 * 2**20
+    assert disk_limit_of({"disk_limit": 1500}) == 1500
+    assert disk_limit_of({"disk_limit": "none"}) is None
+    assert disk_limit_of({}) is None and disk_limit_of(None) is None
+    with pytest.raises(ProfileError, match="profile 'big': disk_limit 'lots' is not a size"):
+        disk_limit_of({"slug": "big", "disk_limit": "lots"})
 
 
 async def test_profile_list_may_be_callable_async_or_dict() -> None:

@@ -30,8 +30,19 @@ export interface Walltime {
   stop_reason?: 'walltime' | 'idle';
 }
 
+/** The home folder against its limit (services/metrics/disk.py); `state` scanning at first. */
+export interface Disk {
+  state: 'ready' | 'scanning' | 'unavailable';
+  used_bytes?: number;
+  limit_bytes: number | null;
+  source?: 'cephfs' | 'project-quota' | 'volume' | 'scan';
+  path?: string;
+  complete?: boolean;
+}
+
 export interface Status {
   memory: Usage & { peak_bytes?: number | null };
+  disk?: Disk | null;
   cpu?: { usage_seconds: number; limit: number | null; percent: number | null };
   gpu: (Usage & { attribution?: string }) | null;
   walltime: Walltime | null;
@@ -42,14 +53,30 @@ const ORDER: Level[] = ['ok', 'warning', 'critical'];
 
 const MIB = 1024 * 1024;
 
-/** Mebibytes, labelled MB as the seed's status line does; GB (one decimal) from 100 GB on. */
-export function formatPair(used: number, limit: number | null): string {
-  const big = (limit ?? used) >= 100 * 1024 * MIB;
+/** Mebibytes, labelled MB as the seed's status line does; GB (one decimal) from 100 GB on
+ * (from 1 GB for disk sizes: `gbFrom`). */
+export function formatPair(used: number, limit: number | null,
+  gbFrom: number = 100 * 1024 * MIB): string {
+  const big = (limit ?? used) >= gbFrom;
   const unit = big ? 1024 * MIB : MIB;
   const show = (v: number): string =>
     big ? (v / unit).toFixed(1) : String(Math.round(v / unit));
   const label = big ? 'GB' : 'MB';
   return limit === null ? `${show(used)} ${label}` : `${show(used)} / ${show(limit)} ${label}`;
+}
+
+/** "3.2 / 10.0 GB"; "≥ 3.2 / 10.0 GB" when a scan ran out of time before the end. */
+export function formatDisk(d: Disk): string {
+  if (d.state !== 'ready' || d.used_bytes === undefined) {
+    return '…';
+  }
+  const text = formatPair(d.used_bytes, d.limit_bytes, 1024 * MIB);
+  return d.complete === false ? `≥ ${text}` : text;
+}
+
+function diskUsage(d: Disk | null | undefined): Usage | null {
+  return d && d.state === 'ready' && d.used_bytes !== undefined ?
+    { used_bytes: d.used_bytes, limit_bytes: d.limit_bytes } : null;
 }
 
 /** The unit follows the limit: seconds up to 5 minutes, minutes up to 5 hours, then hours. */
@@ -77,6 +104,9 @@ export function statusText(s: Status): string {
   const parts = [`Mem: ${formatPair(s.memory.used_bytes, s.memory.limit_bytes)}`];
   if (s.gpu) {
     parts.push(`GPU: ${formatPair(s.gpu.used_bytes, s.gpu.limit_bytes)}`);
+  }
+  if (s.disk && s.disk.state === 'ready') {
+    parts.push(`Disk: ${formatDisk(s.disk)}`);
   }
   const w = s.walltime;
   if (w && (w.limit !== undefined || !w.idle)) {
@@ -136,7 +166,8 @@ export function walltimeLevel(w: Walltime | null): Level {
 }
 
 export function levelOf(s: Status): Level {
-  const levels = [ratioLevel(s.memory), ratioLevel(s.gpu), walltimeLevel(s.walltime)];
+  const levels = [ratioLevel(s.memory), ratioLevel(s.gpu), ratioLevel(diskUsage(s.disk)),
+    walltimeLevel(s.walltime)];
   return levels.reduce((a, b) => (ORDER.indexOf(b) > ORDER.indexOf(a) ? b : a), 'ok');
 }
 
@@ -160,16 +191,20 @@ export interface Notice {
 export interface Announced {
   keys: string[];
   memoryHigh: boolean;
+  diskHigh?: boolean;
 }
 
 export const MEMORY_WARN = 0.9;
 const MEMORY_REARM = 0.8;
+export const DISK_WARN = 0.9;
+const DISK_REARM = 0.8;
 
 /** The notices a new status calls for, and what is announced after them. */
 export function notices(s: Status, before: Announced): [Notice[], Announced] {
   const found: Notice[] = [];
   const keys = new Set(before.keys);
   let memoryHigh = before.memoryHigh;
+  let diskHigh = before.diskHigh ?? false;
   const w = s.walltime;
   if (w && (w.state === 'stopping' || w.state === 'stopped')) {
     if (!keys.has('stop')) {
@@ -184,7 +219,7 @@ export function notices(s: Status, before: Announced): [Notice[], Announced] {
       });
     }
     keys.add('stop');
-    return [found, { keys: [...keys], memoryHigh }];
+    return [found, { keys: [...keys], memoryHigh, diskHigh }];
   }
   const idle = w?.idle;
   if (idle) {
@@ -236,7 +271,23 @@ export function notices(s: Status, before: Announced): [Notice[], Announced] {
       memoryHigh = false;
     }
   }
-  return [found, { keys: [...keys], memoryHigh }];
+  const d = diskUsage(s.disk);
+  if (d && d.limit_bytes) {
+    const ratio = d.used_bytes / d.limit_bytes;
+    if (ratio >= DISK_WARN && !diskHigh) {
+      diskHigh = true;
+      found.push({
+        key: 'disk',
+        kind: 'warning',
+        message:
+          `Disk at ${Math.round(ratio * 100)} % of the limit (${formatDisk(s.disk!)} in ` +
+          `${s.disk!.path}): delete or move files you no longer need before writes fail.`
+      });
+    } else if (ratio < DISK_REARM) {
+      diskHigh = false;
+    }
+  }
+  return [found, { keys: [...keys], memoryHigh, diskHigh }];
 }
 
 export function tooltip(s: Status): string {
@@ -251,6 +302,12 @@ export function tooltip(s: Status): string {
   }
   if (s.gpu) {
     lines.push(`GPU memory: ${formatPair(s.gpu.used_bytes, s.gpu.limit_bytes)}`);
+  }
+  if (s.disk && s.disk.state === 'ready') {
+    const how = s.disk.source === 'scan' ? 'counted' : s.disk.source;
+    lines.push(`Disk: ${formatDisk(s.disk)} in ${s.disk.path} (${how})`);
+  } else if (s.disk) {
+    lines.push(`Disk: ${s.disk.state}`);
   }
   const w = s.walltime;
   if (w && w.remaining !== undefined) {

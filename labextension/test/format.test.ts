@@ -4,6 +4,7 @@ import {
   Announced,
   Status,
   durationUnit,
+  formatDisk,
   formatPair,
   formatWalltime,
   idleText,
@@ -40,6 +41,24 @@ describe('formatting', () => {
     for (const pair of units.pairs) {
       expect(formatPair(pair.used, pair.limit)).toBe(pair.text);
     }
+  });
+  it('shows disk sizes in GB from 1 GB on (units.json disk_pairs)', () => {
+    for (const pair of units.disk_pairs) {
+      expect(formatDisk({ state: 'ready', used_bytes: pair.used, limit_bytes: pair.limit }))
+        .toBe(pair.text);
+    }
+    expect(formatDisk({ state: 'ready', used_bytes: 3435973837, limit_bytes: 10737418240,
+      complete: false })).toBe('≥ 3.2 / 10.0 GB');
+    expect(formatDisk({ state: 'scanning', limit_bytes: null })).toBe('…');
+  });
+  it('adds the disk to the status line once it is known', () => {
+    const disk = { state: 'ready' as const, used_bytes: 3435973837, limit_bytes: 10737418240,
+      source: 'volume' as const, path: '/home/jovyan' };
+    expect(statusText(status({ disk, walltime: null }))).toBe(
+      'Mem: 450 / 51200 MB | GPU: 1164 / 10201 MB | Disk: 3.2 / 10.0 GB');
+    expect(statusText(status({ disk: { state: 'scanning', limit_bytes: null }, walltime: null })))
+      .toBe('Mem: 450 / 51200 MB | GPU: 1164 / 10201 MB');
+    expect(tooltip(status({ disk }))).toContain('Disk: 3.2 / 10.0 GB in /home/jovyan (volume)');
   });
   it('switches to GB from 100 GB on', () => {
     expect(formatPair(20 * 1024 * MIB, 100 * 1024 * MIB)).toBe('20.0 / 100.0 GB');
@@ -84,6 +103,34 @@ describe('levels', () => {
     expect(levelOf(status({ walltime: { state: 'warning', limit: 1800, elapsed: 1750,
                                         remaining: 50, warnings: [600, 60],
                                         warnings_due: [600, 60] } }))).toBe('critical');
+  });
+});
+
+describe('disk', () => {
+  const at = (ratio: number): Status => status({
+    walltime: null,
+    disk: { state: 'ready', used_bytes: Math.round(ratio * 10 * 1024 * MIB),
+      limit_bytes: 10 * 1024 * MIB, source: 'scan', path: '/home/jovyan' }
+  });
+  it('turns orange and red near the limit, like memory', () => {
+    expect(levelOf(at(0.5))).toBe('ok');
+    expect(levelOf(at(0.8))).toBe('warning');
+    expect(levelOf(at(0.95))).toBe('critical');
+  });
+  it('warns once at 90 %, again only after dropping below 80 %', () => {
+    const [first, after] = notices(at(0.92), fresh);
+    expect(first.map(n => n.key)).toEqual(['disk']);
+    expect(first[0].message).toContain('Disk at 92 % of the limit (9.2 / 10.0 GB in /home/jovyan)');
+    expect(notices(at(0.95), after)[0]).toEqual([]);
+    const [, rearmed] = notices(at(0.5), after);
+    expect(notices(at(0.93), rearmed)[0].map(n => n.key)).toEqual(['disk']);
+  });
+  it('says nothing without a limit', () => {
+    const unlimited = status({ walltime: null,
+      disk: { state: 'ready', used_bytes: 5e12, limit_bytes: null, path: '/home/jovyan' } });
+    expect(notices(unlimited, fresh)[0]).toEqual([]);
+    expect(levelOf({ ...unlimited, memory: { used_bytes: 1, limit_bytes: 100 }, gpu: null }))
+      .toBe('ok');
   });
 });
 

@@ -24,9 +24,9 @@ from services.hub.profiles import Profile, ProfileError
 # Instance keys that become KubeSpawner overrides as they are.
 OVERRIDES = ("cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee", "node_selector",
              "tolerations", "image")
-# Keys the sidecars read from the built profile: a profile entry may set its own time limits,
-# the rest belong to the instance (who may use an A100 slice is the instance's business).
-TIME_KEYS = ("walltime", "idle")
+# Keys the sidecars read from the built profile: a profile entry may set its own time and disk
+# limits, the rest belong to the instance (who may use an A100 slice is the instance's business).
+TIME_KEYS = ("walltime", "idle", "disk_limit")
 INSTANCE_ONLY = ("gpu_memory", "required_role", "required_group")
 INSTANCE_KEYS = frozenset({"display_name", "description", "gpu_resource_name", "gpu_limit",
                            "gpu_guarantee", "node_type", *OVERRIDES, *TIME_KEYS,

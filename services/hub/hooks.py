@@ -25,6 +25,7 @@ from services.contract import (
     ARC_KEY_NAME,
     BEARER_TOKEN_FILE_ENV,
     CLIENT_SECRET_FILE_NAME,
+    DISK_LIMIT_ENV,
     GPU_LIMIT_ENV,
     IDLE_USER_OPTION,
     NOTEBOOK_TOKEN_KEY,
@@ -48,6 +49,7 @@ from services.hub.profile_access import Access, GatedProfiles, all_profiles_of, 
 from services.hub.profiles import (
     Profile,
     ProfileError,
+    disk_limit_of,
     idle_of,
     slug_of,
     walltime_of,
@@ -137,6 +139,7 @@ async def pre_spawn_hook(spawner: Any) -> None:
     try:
         limit = walltime_of(profile, config.walltime_default or None)
         idle = idle_of(profile, config.idle_default or None)
+        disk_limit_of(profile)  # refuse a wrong size before anything is created
     except ProfileError as exc:
         raise _refused(str(exc), reason="profile") from None
     revoke_tokens(spawner, "walltime")
@@ -289,6 +292,9 @@ def describe_for_metrics(plan: SidecarPlan, profile: Profile | None, limit: floa
     plan.notebook_env[PROFILE_ENV] = slug
     if profile and profile.get("gpu_memory"):
         plan.notebook_env[GPU_LIMIT_ENV] = str(profile["gpu_memory"])
+    disk_limit = disk_limit_of(profile)
+    if disk_limit is not None:
+        plan.notebook_env[DISK_LIMIT_ENV] = str(disk_limit)
     plan.pod_annotations[PROFILE_ANNOTATION] = slug
     if limit is not None and started is not None:
         if started.tzinfo is None:  # the hub's database keeps naive UTC

@@ -1,8 +1,9 @@
 """The profile a server was started with, read the way KubeSpawner reads it.
 
 Profiles are KubeSpawner's ``profile_list`` entries; the sidecars add one optional key,
-``walltime`` (``"30m"``, ``"12h"``). The hooks, the backstop and the spawn page all read it from
-here, so the limit a user is shown is the limit that is enforced.
+``walltime`` (``"30m"``, ``"12h"``), ``idle``, ``gpu_memory``, ``disk_limit``. The hooks,
+the backstop and the spawn page all read them from here, so the limit a user is shown is the
+limit that is enforced.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from typing import Any
 
 from services.runtime.durations import parse_duration
+from services.runtime.quantities import parse_spawner_bytes
 from services.runtime.units import size_text
 
 Profile = dict[str, Any]
@@ -88,7 +90,8 @@ def limits_summary(profile: Profile, default: str | float | None,
                    idle_default: str | float | None = None) -> str:
     """``Limits: 50GB RAM, 8 CPU, 10GB VRAM, 30 min, stops after 2 h idle`` for the spawn
     page, from the keys the spawner and the hooks apply (``kubespawner_override`` mem/cpu
-    limits, ``gpu_memory``, ``walltime``, ``idle``): what is shown is what is enforced."""
+    limits, ``gpu_memory``, ``disk_limit``, ``walltime``, ``idle``): what is shown is what
+    is enforced."""
     override = profile.get("kubespawner_override") or {}
     parts = []
     if override.get("mem_limit"):
@@ -97,12 +100,27 @@ def limits_summary(profile: Profile, default: str | float | None,
         parts.append(f"{float(override['cpu_limit']):g} CPU")
     if profile.get("gpu_memory"):
         parts.append(f"{_bytes_text(profile['gpu_memory'])} VRAM")
+    if profile.get("disk_limit"):
+        parts.append(f"{_bytes_text(profile['disk_limit'])} disk")
     seconds = walltime_of(profile, default)
     parts.append("no time limit" if seconds is None else walltime_text(seconds))
     idle = idle_of(profile, idle_default)
     if idle is not None:
         parts.append(f"stops after {walltime_text(idle)} idle")
     return "Limits: " + ", ".join(parts)
+
+
+def disk_limit_of(profile: Profile | None) -> int | None:
+    """A profile's ``disk_limit`` (``10G``, ``10Gi``, bytes) in bytes: the limit the status
+    bar shows where the storage itself declares none (services/metrics/disk.py)."""
+    value = (profile or {}).get("disk_limit")
+    if value in (None, "", "none"):
+        return None
+    try:
+        return parse_spawner_bytes(str(value))
+    except ValueError:
+        raise ProfileError(f"profile {slug_of(profile or {})!r}: disk_limit {value!r} is not a "
+                           "size (e.g. 10G, 10Gi, 500M)") from None
 
 
 def walltime_text(seconds: float) -> str:

@@ -18,13 +18,21 @@ from typing import Any
 
 import httpx
 
-from services.contract import GPU_LIMIT_ENV, USAGE_SCOPE_ENV, WALLTIME_URL_ENV
+from services.contract import (
+    DISK_LIMIT_ENV,
+    DISK_PATH_ENV,
+    GPU_LIMIT_ENV,
+    USAGE_SCOPE_ENV,
+    WALLTIME_URL_ENV,
+)
 from services.metrics.cgroups import CgroupStats, OwnCgroup, own_cgroup
+from services.metrics.disk import DiskReader
 from services.metrics.gpu import GpuReader, GpuSnapshot
 from services.metrics.local_source import SERVER_COMMANDS, tree_stats
 from services.metrics.procs import Process, descendants, process_table
 from services.metrics.quantities import parse_bytes
 from services.runtime import sidecar_urls
+from services.runtime.quantities import parse_spawner_bytes
 
 WALLTIME_TIMEOUT = 1.0
 
@@ -40,21 +48,24 @@ class StatusReader:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     gpu: GpuReader | None = None
     cgroup: OwnCgroup | None = None
+    disk: DiskReader | None = None
     proc_root: str = "/proc"
     _last_cpu: _CpuSample | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def from_environment(cls) -> StatusReader:
-        return cls(gpu=GpuReader(), cgroup=own_cgroup())
+        return cls(gpu=GpuReader(), cgroup=own_cgroup(), disk=disk_reader(os.environ))
 
     @property
     def walltime_url(self) -> str | None:
         """The walltime sidecar (http, or http+unix on one machine)."""
         return self.env.get(WALLTIME_URL_ENV) or None
 
-    def read_usage(self) -> dict[str, Any]:
-        """Memory, CPU and GPU; file and NVML reads, so call it from a thread."""
+    def read_usage(self, wait_for_disk: bool = False) -> dict[str, Any]:
+        """Memory, CPU, GPU and disk; file and NVML reads, so call it from a thread.
+        Without ``wait_for_disk`` a disk scan runs in the background (services/metrics/disk.py).
+        """
         tree = self._server_tree() if self.env.get(USAGE_SCOPE_ENV) == "process-tree" else None
         stats, source = self._stats(tree)
         limit, limit_source = stats.memory_limit_bytes, "cgroup"
@@ -73,6 +84,7 @@ class StatusReader:
                     "limit": stats.cpu_limit or _float(self.env.get("CPU_LIMIT")),
                     "percent": self._cpu_percent(stats.cpu_usage_seconds)},
             "gpu": self._gpu(tree),
+            "disk": self.disk.read(wait=wait_for_disk) if self.disk is not None else None,
         }
 
     def _stats(self, tree: list[Process] | None) -> tuple[CgroupStats, str]:
@@ -150,6 +162,16 @@ class StatusReader:
             return body
         except (httpx.HTTPError, ValueError):
             return {"state": "unavailable"}
+
+
+def disk_reader(env: Mapping[str, str]) -> DiskReader | None:
+    """The home folder (or ``JUPYTERHUB_SIDECARS_DISK_PATH``) against the profile's
+    ``disk_limit``; None where neither names a folder."""
+    path = env.get(DISK_PATH_ENV) or env.get("HOME")
+    if not path:
+        return None
+    limit = env.get(DISK_LIMIT_ENV)
+    return DiskReader(path, parse_spawner_bytes(limit) if limit else None)
 
 
 def _is_server(pid: int, proc_root: str) -> bool:

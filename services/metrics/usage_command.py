@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from services.metrics.status import StatusReader
-from services.runtime.units import format_pair
+from services.runtime.units import format_disk, format_pair
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     reader = StatusReader.from_environment()
-    status = reader.read_usage()
+    status = reader.read_usage(wait_for_disk=True)
     status["walltime"] = reader.read_walltime_sync()
     print(json.dumps(status, indent=2) if args.json else render(status))
     return 0
@@ -46,6 +46,9 @@ def render(status: dict[str, Any]) -> str:
         for process in gpu["processes"]:
             rows.append((f"  pid {process['pid']}", process["name"] or "?",
                          _mb(process["used_bytes"])))
+    disk = status.get("disk")
+    if disk:
+        rows.append(_disk_row(disk))
     walltime = status.get("walltime")
     idle = (walltime or {}).get("idle")
     if walltime and "remaining" in walltime:
@@ -63,6 +66,24 @@ def render(status: dict[str, Any]) -> str:
     width = max(len(r[0]) for r in rows)
     middle = max(len(r[1]) for r in rows)
     return "\n".join(f"{a:<{width}}  {b:<{middle}}  {c}".rstrip() for a, b, c in rows)
+
+
+DISK_SOURCES = {"cephfs": "CephFS quota", "project-quota": "project quota",
+                "volume": "own volume", "scan": "counted"}
+
+
+def _disk_row(disk: dict[str, Any]) -> tuple[str, str, str]:
+    if disk.get("state") != "ready":
+        return ("Disk", disk.get("state", "unknown"), disk.get("path", ""))
+    used, limit = disk["used_bytes"], disk["limit_bytes"]
+    shown = format_disk(used, limit)
+    if not disk.get("complete", True):
+        shown = f"at least {shown}"
+    share = f" ({100 * used / limit:.0f} %)" if limit else " (no limit)"
+    how = DISK_SOURCES.get(disk["source"], disk["source"])
+    if disk["source"] == "scan" and disk.get("files") is not None:
+        how += f" {disk['files']:,} entries in {disk['scan_seconds']:.1f} s"
+    return ("Disk", shown + share, f"{disk['path']}, {how}")
 
 
 def _mb(value: int | None) -> str:
