@@ -70,6 +70,8 @@ c.Sidecars.walltime_warn = "10s,5s"
 c.Sidecars.walltime_token_margin = "1m"
 c.Sidecars.idle_warn = "25s,10s"
 c.Sidecars.activity_interval = "5s"
+if os.environ.get("TEST_LXCFS_DIR"):  # tests/test_lxcfs.py: LXCFS mounted there
+    c.Sidecars.lxcfs = os.environ["TEST_LXCFS_DIR"]
 c.JupyterHub.log_level = "DEBUG" if os.environ.get("TEST_HUB_DEBUG") else "INFO"
 
 if os.environ.get("TEST_OIDC_KIND") == "glewlwyd":

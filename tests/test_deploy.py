@@ -191,7 +191,11 @@ BUILD_INPUTS = ("pyproject.toml", "README.md", "hatch_build.py", "services", "la
                 "jupyter-config")
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+# Images of this package; lxcfs.Dockerfile is Debian's LXCFS alone (it runs privileged).
+PACKAGE_DOCKERFILES = [d for d in DOCKERFILES if d.name != "lxcfs.Dockerfile"]
+
+
+@pytest.mark.parametrize("dockerfile", PACKAGE_DOCKERFILES, ids=lambda p: p.name)
 def test_dockerfiles_copy_what_the_package_build_needs(dockerfile: Path) -> None:
     text = dockerfile.read_text()
     copied = {word for line in text.splitlines() if line.startswith("COPY ")

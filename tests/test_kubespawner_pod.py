@@ -19,6 +19,7 @@ from kubespawner import KubeSpawner
 from traitlets.config import Config
 
 from services.contract import SECRET_MOUNT_ROOT
+from services.hub.config import Sidecars
 from services.hub.hooks import (
     PLAN_ATTRIBUTE,
     add_tokenhelper_sidecar,
@@ -304,3 +305,37 @@ async def test_thread_pools_follow_the_cpu_limit_unless_the_profile_sets_them() 
                  "NUMBA_NUM_THREADS"):
         assert env[name] == "2", name  # 1.5 CPUs, rounded up
     kubernetes_validate.validate(pod, "1.34", strict=True)
+
+
+async def test_lxcfs_views_are_mounted_over_the_notebooks_proc_only() -> None:
+    """c.Sidecars.lxcfs: each LXCFS file from the node, read-only, in the notebook only;
+    ``type: File`` so a node without LXCFS fails the start visibly. Valid for Kubernetes."""
+    plan = full_plan()
+    plan.lxcfs = Sidecars(config=Config({"Sidecars": {"lxcfs": "/var/lib/lxcfs/"}})).lxcfs_plan()
+    pod = await manifest(plan)
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["lxcfs-proc-meminfo"]["hostPath"] == {
+        "path": "/var/lib/lxcfs/proc/meminfo", "type": "File"}
+    assert volumes["lxcfs-sys-devices-system-cpu-online"]["hostPath"]["path"] == \
+        "/var/lib/lxcfs/sys/devices/system/cpu/online"
+    by_container = containers(pod)
+    mounts = {m["mountPath"]: m for m in by_container["notebook"]["volumeMounts"]}
+    for name in ("proc/cpuinfo", "proc/meminfo", "proc/stat", "proc/uptime", "proc/loadavg",
+                 "proc/diskstats", "proc/swaps", "sys/devices/system/cpu/online"):
+        assert mounts[f"/{name}"]["readOnly"] is True
+    for name, container in by_container.items():
+        if name != "notebook":
+            assert not any(m["name"].startswith("lxcfs-")
+                           for m in container.get("volumeMounts", [])), name
+    for version in ("1.25", "1.30", "1.34"):
+        kubernetes_validate.validate(pod, version, strict=True)
+    assert "lxcfs-proc-meminfo" not in json.dumps(await manifest())  # off by default
+
+
+def test_a_wrong_lxcfs_setting_is_refused_with_the_setting_named() -> None:
+    with pytest.raises(ValueError, match=r"c\.Sidecars\.lxcfs 'lxcfs': give the absolute"):
+        Sidecars(config=Config({"Sidecars": {"lxcfs": "lxcfs"}})).lxcfs_plan()
+    with pytest.raises(ValueError, match=r"c\.Sidecars\.lxcfs_files: 'proc/\.\./etc/shadow'"):
+        Sidecars(config=Config({"Sidecars": {"lxcfs": "/var/lib/lxcfs",
+                                             "lxcfs_files": ["proc/../etc/shadow"]}})
+                 ).lxcfs_plan()

@@ -9,7 +9,7 @@ from traitlets import Bool, Dict, Enum, Integer, List, Unicode, Union
 from traitlets.config import Configurable
 
 from services.contract import RUN_DIR, TOKENHELPER_PORT, WALLTIME_PORT
-from services.hub.plan import ContainerSettings
+from services.hub.plan import LXCFS_FILES, ContainerSettings, Lxcfs
 from services.identity.claims import ClaimMapping
 from services.identity.settings import DEFAULTS, HELP, mapping_from
 from services.storage.definition import StorageDefinition
@@ -112,6 +112,27 @@ class Sidecars(Configurable):
         "", config=True, help="A YAML file with the storage definition (instead of storage).")
     nss_shell = Unicode("/bin/bash", config=True,
                         help="Login shell in the user's passwd entry.")
+    lxcfs = Unicode(
+        "", config=True,
+        help="Where LXCFS is mounted on the nodes (deploy/lxcfs: /var/lib/lxcfs); set, its "
+             "views of /proc are mounted into the notebook so free, top and htop show the "
+             "container's limits. Empty: off.")
+    lxcfs_files = List(
+        Unicode(), default_value=list(LXCFS_FILES), config=True,
+        help="The files under the LXCFS folder mounted over the notebook's own.")
+
+    def lxcfs_plan(self) -> Lxcfs | None:
+        if not self.lxcfs:
+            return None
+        if not self.lxcfs.startswith("/"):
+            raise ValueError(f"c.Sidecars.lxcfs {self.lxcfs!r}: give the absolute folder "
+                             "where LXCFS is mounted on the nodes, e.g. /var/lib/lxcfs")
+        files = tuple(f.strip("/") for f in self.lxcfs_files)
+        bad = [f for f in files if ".." in f.split("/") or not f]
+        if bad:
+            raise ValueError(f"c.Sidecars.lxcfs_files: {bad[0]!r} is not a file below the "
+                             "LXCFS folder")
+        return Lxcfs(self.lxcfs.rstrip("/"), files)
 
     def container_settings(self) -> ContainerSettings:
         return ContainerSettings(self.image, self.image_pull_policy, dict(self.resources),

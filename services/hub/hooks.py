@@ -146,6 +146,10 @@ async def pre_spawn_hook(spawner: Any) -> None:
     record_limits(spawner, limit, idle)
     describe_for_metrics(plan, profile, limit, spawner.orm_spawner.started)
     plan.notebook_env_defaults.update(thread_env(cpu_limit_of(profile, spawner)))
+    try:
+        plan.lxcfs = config.lxcfs_plan()
+    except ValueError as exc:
+        raise _refused(str(exc), reason="config") from None
     if limit is not None or idle is not None:
         token = spawner.user.new_api_token(
             note=token_note("walltime", user, server_name),

@@ -2,10 +2,10 @@
 
 What a pod gives a notebook container, done for a local process by a root launcher: a mount
 namespace of its own in which files are bind-mounted read-only over the machine's (the user's
-passwd/group entries over ``/etc/passwd`` and ``/etc/group``; later lxcfs' views of
-``/proc``), then the user's uid, gid and supplementary groups, ``$HOME`` as the working
-folder, and ``exec`` of the notebook server. The machine's own files are untouched; other
-processes do not see the mounts.
+passwd/group entries over ``/etc/passwd`` and ``/etc/group``; LXCFS' views of ``/proc``),
+the server's own cgroup (services/hub/local_cgroup.py), then the user's uid, gid and
+supplementary groups, ``$HOME`` as the working folder, and ``exec`` of the notebook server.
+The machine's own files are untouched; other processes do not see the mounts.
 
     python -m services.hub.local_session --ids 1001:1001:5000 --home /home/alice \\
         --bind /run/x/passwd:/etc/passwd --bind /run/x/group:/etc/group -- jupyterhub-singleuser
@@ -18,6 +18,7 @@ import ctypes
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from services.runtime.privileges import drop_privileges, parse_ids
 
@@ -52,24 +53,30 @@ def bind_read_only(source: str, target: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.hub.local_session")
-    parser.add_argument("--ids", required=True, help="uid:gid[:group,group]")
-    parser.add_argument("--home", required=True, help="the user's home folder")
+    parser.add_argument("--ids", help="uid:gid[:group,group]; without: stay who we are")
+    parser.add_argument("--home", help="the user's home folder")
     parser.add_argument("--bind", action="append", default=[], metavar="SOURCE:TARGET",
                         help="a file or folder mounted read-only over TARGET")
+    parser.add_argument("--cgroup-procs", action="append", default=[], metavar="FILE",
+                        help="a cgroup.procs file to move into before anything else")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- the command to run")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the command after --")
-    uid, gid, groups = parse_ids(args.ids, "--ids")
+    ids = parse_ids(args.ids, "--ids") if args.ids else None
+    for procs in args.cgroup_procs:  # first: everything started from here is inside
+        Path(procs).write_text(str(os.getpid()))
     if os.geteuid() == 0:
         private_mounts()
         for spec in args.bind:
             source, _, target = spec.partition(":")
             bind_read_only(source, target)
-        drop_privileges(uid, gid, groups, setting="--ids")
-    os.chdir(args.home)
-    os.environ["HOME"] = args.home
+        if ids is not None:
+            drop_privileges(*ids, setting="--ids")
+    if args.home:
+        os.chdir(args.home)
+        os.environ["HOME"] = args.home
     os.execvp(command[0], command)  # noqa: S606 - the notebook server, as the user
 
 

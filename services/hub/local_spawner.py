@@ -37,8 +37,10 @@ from jupyterhub.utils import random_port
 from traitlets import Float, List, default
 
 from services.contract import USAGE_SCOPE_ENV
+from services.hub import local_cgroup
 from services.hub.config import Sidecars
 from services.hub.hooks import PLAN_ATTRIBUTE
+from services.hub.local_cgroup import ServerCgroup
 from services.hub.plan import Sidecar, SidecarPlan, UserSession
 from services.hub.profile_access import Access, choose, visible
 from services.hub.profiles import limits_summary, slug_of
@@ -64,6 +66,7 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
         self.sidecar_pids: dict[str, int] = {}
         self.run_dir: str | None = None
         self.private_dir: str | None = None  # root's: credentials, passwd/group sources
+        self.cgroup: ServerCgroup | None = None  # with LXCFS: the server's own
         self._processes: list[asyncio.subprocess.Process] = []
 
     @default("options_form")
@@ -109,8 +112,9 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
         env.update(self._plan.notebook_env)
         for name, value in self._plan.notebook_env_defaults.items():
             env.setdefault(name, value)  # a profile's own environment wins
-        # Local servers share the machine's cgroup: the status bar sums the process tree.
-        env[USAGE_SCOPE_ENV] = "process-tree"
+        if self.cgroup is None:
+            # Local servers share the machine's cgroup: the status bar sums the process tree.
+            env[USAGE_SCOPE_ENV] = "process-tree"
         session = self._session
         if session is not None:
             env.update({"USER": session.identity.username, "HOME": self.home_dir,
@@ -133,8 +137,7 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
         await asyncio.to_thread(self._prepare, plan)
         base_cmd: list[str] = list(self.cmd)  # type: ignore[has-type]
         try:
-            if self._session is not None:
-                self.cmd = self._as_the_user(self._session) + base_cmd
+            self.cmd = self._launcher(self._session) + base_cmd
             address = await super().start()
         finally:
             self.cmd = base_cmd
@@ -172,6 +175,21 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
         if session is not None:
             self._write_nss(session, private)
             self.home_dir = self._home_of(session)
+        if plan.lxcfs is not None and os.geteuid() == 0:
+            self.cgroup = self._own_cgroup()
+
+    def _own_cgroup(self) -> ServerCgroup | None:
+        """The server's own cgroup with the profile's limits, as a container has; without
+        it LXCFS would show the hub's cgroup. A machine where cgroups cannot be written
+        runs the server without one (and says so)."""
+        name = f"{self.user.name}-{self.name or 'default'}"
+        try:
+            return local_cgroup.create(name, int(self.mem_limit) if self.mem_limit else None,
+                                       float(self.cpu_limit) if self.cpu_limit else None)
+        except OSError as exc:
+            self.log.warning("no cgroup of its own for %s (%s): limits are not enforced and "
+                             "LXCFS shows the hub's", self._log_name, exc)
+            return None
 
     def _write_nss(self, session: UserSession, private: Path) -> None:
         """This machine's passwd/group with the user's entries (the pod's init container's
@@ -195,14 +213,32 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
             os.chown(home, session.identity.uid, session.identity.gid)
         return str(home)
 
-    def _as_the_user(self, session: UserSession) -> list[str]:
-        identity = session.identity
-        assert self.private_dir is not None
-        groups = ",".join(str(g) for g in (identity.gid, *identity.gids))
-        return [sys.executable, "-m", "services.hub.local_session",
-                "--ids", f"{identity.uid}:{identity.gid}:{groups}", "--home", self.home_dir,
-                "--bind", f"{self.private_dir}/passwd:/etc/passwd",
-                "--bind", f"{self.private_dir}/group:/etc/group", "--"]
+    def _launcher(self, session: UserSession | None) -> list[str]:
+        """The root launcher (services/hub/local_session.py) in front of the server: into
+        its cgroup, LXCFS and passwd/group mounted over the machine's, then the user's ids.
+        Nothing where none of that applies."""
+        args: list[str] = []
+        if self.cgroup is not None:
+            for procs in self.cgroup.procs_files():
+                args += ["--cgroup-procs", procs]
+        lxcfs = self._plan.lxcfs
+        if lxcfs is not None and os.geteuid() == 0:
+            for name in lxcfs.files:
+                source = f"{lxcfs.root}/{name}"
+                if Path(source).exists():
+                    args += ["--bind", f"{source}:/{name}"]
+                else:
+                    self.log.warning("LXCFS has no %s: /%s shows the machine's", source, name)
+        if session is not None:
+            identity = session.identity
+            assert self.private_dir is not None
+            groups = ",".join(str(g) for g in (identity.gid, *identity.gids))
+            args += ["--ids", f"{identity.uid}:{identity.gid}:{groups}", "--home",
+                     self.home_dir, "--bind", f"{self.private_dir}/passwd:/etc/passwd",
+                     "--bind", f"{self.private_dir}/group:/etc/group"]
+        if not args:
+            return []
+        return [sys.executable, "-m", "services.hub.local_session", *args, "--"]
 
     def make_preexec_fn(self, name: str) -> Any:
         """Only the folder to start in: the launcher becomes the user and goes home."""
@@ -289,7 +325,7 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
         JupyterHub does not call stop() for a server it finds dead, so this is the place.
         """
         status: int | None = await super().poll()
-        if status is not None and self.sidecar_pids:
+        if status is not None and (self.sidecar_pids or self.cgroup is not None):
             await self._stop_sidecars()
         return status
 
@@ -301,6 +337,10 @@ class LocalSidecarSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
             if folder:
                 shutil.rmtree(folder, ignore_errors=True)
         self.run_dir = self.private_dir = None
+        cgroup, self.cgroup = self.cgroup, None
+        if cgroup is not None and not await asyncio.to_thread(cgroup.remove):
+            self.log.warning("cgroup of %s still has processes: %s", self._log_name,
+                             ", ".join(cgroup.folders))
 
     async def _stop_pid(self, pid: int) -> None:
         for sig, wait in ((signal.SIGTERM, self.sidecar_stop_timeout), (signal.SIGKILL, 1.0)):

@@ -42,6 +42,19 @@ class UserSession:
     home: str | None                  # $HOME inside the pod (the home folder's path)
 
 
+# LXCFS' views (lxcfs 5) that free, top, htop, nproc and uptime read.
+LXCFS_FILES = ("proc/cpuinfo", "proc/diskstats", "proc/loadavg", "proc/meminfo", "proc/stat",
+               "proc/swaps", "proc/uptime", "sys/devices/system/cpu/online")
+
+
+@dataclass(frozen=True)
+class Lxcfs:
+    """LXCFS mounted at ``root`` on the machine; each file mounted over ``/<file>``."""
+
+    root: str
+    files: tuple[str, ...] = LXCFS_FILES
+
+
 @dataclass
 class SidecarPlan:
     sidecars: list[Sidecar] = field(default_factory=list)
@@ -58,6 +71,7 @@ class SidecarPlan:
     # Credentials an operator keeps in a Secret of their own (key → (Secret name, its key)).
     secret_refs: dict[str, tuple[str, str]] = field(default_factory=dict)
     session: UserSession | None = None
+    lxcfs: Lxcfs | None = None
 
 
 @dataclass(frozen=True)

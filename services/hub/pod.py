@@ -17,10 +17,11 @@ it to that group at each start, and add that gid to every user (Z2JH's default i
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from services.contract import NOTEBOOK_TOKEN_KEY, SECRET_MOUNT_ROOT
-from services.hub.plan import ContainerSettings, Sidecar, SidecarPlan, UserSession
+from services.hub.plan import ContainerSettings, Lxcfs, Sidecar, SidecarPlan, UserSession
 from services.identity.nss import MERGE_SCRIPT, NSS_DIR
 
 SHARED_VOLUME = "sidecars-run"
@@ -85,6 +86,8 @@ def apply_to_pod(plan: SidecarPlan, pod: Any, settings: ContainerSettings,
         _share_dir(spec, plan.shared_dir, sharing)
     if plan.session is not None:
         _as_the_user(pod, notebook, plan.session)
+    if plan.lxcfs is not None:
+        _mount_lxcfs(spec, notebook, plan.lxcfs)
     if plan.pod_annotations:
         if pod.metadata.annotations is None:
             pod.metadata.annotations = {}
@@ -145,6 +148,18 @@ def _token_from_secret(env: list[Any], server_secret: str) -> None:
         if _get(entry, "name") in NOTEBOOK_TOKEN_ENVS:
             env[index] = {"name": _get(entry, "name"), "valueFrom": {"secretKeyRef": {
                 "name": server_secret, "key": NOTEBOOK_TOKEN_KEY}}}
+
+
+def _mount_lxcfs(spec: Any, notebook: Any, lxcfs: Lxcfs) -> None:
+    """Each LXCFS view over the notebook's own file (``/proc/meminfo``, …), read-only, from
+    the node (deploy/lxcfs). One hostPath volume per file, ``type: File``: a node without
+    LXCFS fails the pod's start with a clear event instead of hiding the limits."""
+    volumes, mounts = _list(spec, "volumes"), _list(notebook, "volume_mounts")
+    for name in lxcfs.files:
+        volume = "lxcfs-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        volumes.append({"name": volume,
+                        "hostPath": {"path": f"{lxcfs.root}/{name}", "type": "File"}})
+        mounts.append({"name": volume, "mountPath": f"/{name}", "readOnly": True})
 
 
 def _share_dir(spec: Any, path: str, users: list[Any]) -> None:
