@@ -339,3 +339,14 @@ def test_a_wrong_lxcfs_setting_is_refused_with_the_setting_named() -> None:
         Sidecars(config=Config({"Sidecars": {"lxcfs": "/var/lib/lxcfs",
                                              "lxcfs_files": ["proc/../etc/shadow"]}})
                  ).lxcfs_plan()
+
+
+async def test_the_notebook_pods_credentials_are_readable_by_the_sidecar_that_reads_them() -> None:
+    """The pod the hooks make: each sidecar runs as its own uid (the tokenhelper as the
+    user's) and reads its credentials from a projected volume of its own."""
+    pod = (await manifest(full_plan()))["spec"]
+    from tests.test_deploy_mounts import problems
+    assert problems(pod, image_uid=1000) == []
+    readers = {m["name"]: c["name"] for c in pod["containers"]
+               for m in c.get("volumeMounts", []) if m["name"].startswith("sidecars-secrets-")}
+    assert set(readers.values()) == {"walltime", "tokenhelper"}

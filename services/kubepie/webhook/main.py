@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
 import sys
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from joserfc.jwk import ECKey
@@ -23,6 +25,7 @@ from services.runtime.settings import (
     exit_on_settings_error,
     load_settings,
 )
+from services.runtime.tls_reload import ReloadingCertificate
 from services.runtime.webapp import make_app, run_service, until_stopped
 
 log = logging.getLogger(__name__)
@@ -32,9 +35,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(WebhookSettings, args)
         key = load_key(settings.identity_public_key_file)
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.minimum_version = ssl.TLSVersion.TLSv1_2
-        tls.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+        tls = ReloadingCertificate(settings.tls_cert_file, settings.tls_key_file,
+                                   settings.tls_reload_interval)
     except SettingsError as exc:
         exit_on_settings_error("kubepie webhook", exc)
     except (ValueError, OSError, ssl.SSLError) as exc:
@@ -64,8 +66,17 @@ def build_app(key: ECKey, registry: CollectorRegistry) -> web.Application:
     return app
 
 
-async def _run(settings: WebhookSettings, key: ECKey, tls: ssl.SSLContext) -> int:
+async def _run(settings: WebhookSettings, key: ECKey, tls: ReloadingCertificate) -> int:
     configure_logging("kubepie-webhook", settings.log_level)
+    app = build_app(key, CollectorRegistry())
 
-    return await run_service(build_app(key, CollectorRegistry()), until_stopped,
-                             host=settings.host, port=settings.port, ssl_context=tls)
+    async def watch_certificate(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(tls.watch())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(watch_certificate)
+    return await run_service(app, until_stopped, host=settings.host, port=settings.port,
+                             ssl_context=tls.context)

@@ -19,6 +19,10 @@ class WebhookSettings(BaseSettings):
     tls_cert_file: Path = Field(description="serving certificate (PEM) the API server "
                                             "trusts (caBundle of the webhook configuration)")
     tls_key_file: Path = Field(description="its private key (PEM)")
+    tls_reload_interval: float = Field(
+        10.0, gt=0, le=3600,
+        description="seconds between checks of the certificate files; a renewed pair "
+                    "(cert-manager) serves new connections without a restart")
     host: str = Field("0.0.0.0", description="address to listen on")
     port: int = Field(8443, ge=1, le=65535, description="HTTPS port for /mutate, /healthz, "
                                                         "/metrics")
