@@ -110,7 +110,55 @@ def write_container(directory: Path, c: Container) -> None:
         (directory / name).write_text(text)
 
 
+def write_container_v1(memory: Path, cpu: Path, c: Container) -> None:
+    """The same container in cgroup v1's memory and cpu,cpuacct hierarchies (formats of a
+    5.x kernel: totals include children, no limit is 9223372036854771712)."""
+    memory.mkdir(parents=True, exist_ok=True)
+    cpu.mkdir(parents=True, exist_ok=True)
+    file = c.memory_current - c.anon
+    stat = {"cache": file, "rss": c.anon, "rss_huge": 0, "shmem": 0, "mapped_file": 8 * MIB,
+            "inactive_anon": c.anon, "active_anon": 0, "inactive_file": c.inactive_file,
+            "active_file": file - c.inactive_file, "unevictable": 0,
+            "hierarchical_memory_limit": c.memory_max or 9223372036854771712}
+    text = "".join(f"{k} {v}\n" for k, v in stat.items())
+    text += "".join(f"total_{k} {v}\n" for k, v in stat.items()
+                    if k != "hierarchical_memory_limit")
+    files = {
+        memory / "memory.usage_in_bytes": f"{c.memory_current}\n",
+        memory / "memory.limit_in_bytes": f"{c.memory_max or 9223372036854771712}\n",
+        memory / "memory.max_usage_in_bytes": f"{c.memory_peak or c.memory_current}\n",
+        memory / "memory.stat": text,
+        memory / "memory.oom_control": f"oom_kill_disable 0\nunder_oom 0\noom_kill "
+                                       f"{c.oom_kill}\n",
+        memory / "cgroup.procs": "".join(f"{pid}\n" for pid in c.pids),
+        cpu / "cpuacct.usage": f"{c.usage_usec * 1000}\n",
+        cpu / "cpu.cfs_quota_us": f"{c.cpu_quota or -1}\n",
+        cpu / "cpu.cfs_period_us": "100000\n",
+        cpu / "cpu.stat": f"nr_periods {c.nr_periods}\nnr_throttled {c.nr_throttled}\n"
+                          f"throttled_time {c.throttled_usec * 1000}\n",
+    }
+    for path, content in files.items():
+        path.write_text(content)
+
+
+def build_node_v1(root: Path, pods: list[Pod], *, driver: str = "cgroupfs",
+                  runtime: str = "containerd") -> None:
+    """A cgroup v1 node: ``root/memory`` and ``root/cpu,cpuacct`` (and the named ``cpu``
+    and ``cpuacct`` links a v1 host has), pods laid out as kubelet does."""
+    for pod in pods:
+        for c in pod.containers:
+            c.id = c.id or _id(f"{pod.uid}/{c.name}")
+            name = container_dir_name(c.id, driver, runtime)
+            relative = pod_dir(Path("/"), pod, driver).relative_to("/") / name
+            write_container_v1(root / "memory" / relative, root / "cpu,cpuacct" / relative, c)
+    for link in ("cpu", "cpuacct"):
+        if not (root / link).exists():
+            (root / link).symlink_to("cpu,cpuacct")
+
+
 def pod_dir(root: Path, pod: Pod, driver: str) -> Path:
+    if driver == "kind":  # kubelet --cgroup-root=/kubelet with the cgroupfs driver
+        return pod_dir(root / "kubelet", pod, "cgroupfs")
     if driver == "systemd":
         uid = pod.uid.replace("-", "_")
         if pod.qos == "guaranteed":
@@ -123,6 +171,8 @@ def pod_dir(root: Path, pod: Pod, driver: str) -> Path:
 
 
 def container_dir_name(container_id: str, driver: str, runtime: str) -> str:
+    if driver == "kind":
+        driver = "cgroupfs"
     if driver == "systemd":
         prefix = "cri-containerd" if runtime == "containerd" else "crio"
         return f"{prefix}-{container_id}.scope"
@@ -145,6 +195,7 @@ def build_node(root: Path, pods: list[Pod], *, driver: str = "systemd",
                             Container("conmon", memory_current=MIB, anon=MIB // 2))
         (directory / "memory.current").write_text("999999999\n")  # pod level: not a container
     (root / "system.slice" / "containerd.service").mkdir(parents=True, exist_ok=True)
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory hugetlb pids rdma misc\n")
 
 
 def pod_json(pod: Pod, node: str = "node-1", runtime: str = "containerd",

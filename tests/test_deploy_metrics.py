@@ -22,7 +22,7 @@ def documents(path: Path) -> list[dict[str, Any]]:
 
 def objects() -> dict[str, dict[str, Any]]:
     found = {}
-    for path in sorted(FOLDER.glob("*.yaml")):
+    for path in sorted(FOLDER.rglob("*.yaml")):
         for doc in documents(path):
             found[doc["kind"]] = doc
     return found
@@ -49,9 +49,34 @@ def test_rbac_is_get_list_watch_pods_only_in_one_namespace() -> None:
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
     binding = found["RoleBinding"]
     assert binding["roleRef"]["name"] == found["Role"]["metadata"]["name"]
-    assert binding["subjects"][0]["name"] == found["ServiceAccount"]["metadata"]["name"]
+    account = found["ServiceAccount"]["metadata"]
+    assert binding["subjects"][0] == {"kind": "ServiceAccount", "name": account["name"],
+                                      "namespace": account["namespace"]}
     pod = found["DaemonSet"]["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == found["ServiceAccount"]["metadata"]["name"]
+    assert pod["serviceAccountName"] == account["name"]
+    # The Role is in JupyterHub's namespace, the one the agent watches; the agent in its own.
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert found["Role"]["metadata"]["namespace"] == binding["metadata"]["namespace"] == \
+        env["METRICS_NAMESPACE"]
+    assert found["DaemonSet"]["metadata"]["namespace"] == account["namespace"] == \
+        found["Namespace"]["metadata"]["name"] == found["Service"]["metadata"]["namespace"] \
+        == found["ServiceMonitor"]["metadata"]["namespace"]
+
+
+def test_the_agent_can_be_admitted_where_it_is_applied() -> None:
+    """Pod Security Admission: hostPath and hostPID are refused below "privileged"; a
+    priorityClassName of system-node-critical is refused outside kube-system where the
+    cluster quotas it (GKE). The agent's own namespace carries the label; none is set."""
+    found = objects()
+    labels = found["Namespace"]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
+    pod = found["DaemonSet"]["spec"]["template"]["spec"]
+    assert "priorityClassName" not in pod
+    assert found["Namespace"]["metadata"]["name"] != "jhub"  # never the users' namespace
+    # A failing /healthz (containers not found) must not restart the agent in a loop.
+    agent = pod["containers"][0]
+    assert "tcpSocket" in agent["livenessProbe"] and \
+        agent["readinessProbe"]["httpGet"]["path"] == "/healthz"
 
 
 def test_agent_runs_unprivileged_with_read_only_host_mounts() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +27,15 @@ from services.metrics.gpu import GpuReader
 from services.metrics.kube_source import KubernetesSource
 from services.metrics.pods import PodIndex
 from services.runtime.kube_watch import PodWatcher
-from tests.cgroup_tree import MIB, Container, Pod, build_node, pod_dir, pod_json
+from tests.cgroup_tree import (
+    MIB,
+    Container,
+    Pod,
+    build_node,
+    build_node_v1,
+    pod_dir,
+    pod_json,
+)
 from tests.hub import free_port
 from tests.kube_api import KubeApi, role_rules
 from tests.nvml_double import FakeGpu, NvmlDouble
@@ -250,6 +259,18 @@ async def test_agent_process_serves_metrics_usage_and_stops_on_sigterm(
         assert by_user["bob@example.org"]["containers"]["notebook"]["gpu"] == []
         assert value(found, P + "metrics_servers") == 2
         check_with_promtool(metrics, tmp_path)
+        # The node's containers vanish from where the agent looks (a wrong root, a cgroup
+        # layout it does not know): /healthz fails and says why, not an empty node.
+        async with httpx.AsyncClient() as http:
+            health = (await http.get(base + "/healthz")).json()
+            assert health == {"ok": True, "problem": None,
+                              "cgroups": f"cgroup v2 at {cgroups}"}
+            shutil.rmtree(cgroups / "kubepods")
+            await http.get(base + "/metrics")
+            broken = await http.get(base + "/healthz")
+        assert broken.status_code == 503
+        assert "user containers run on this node but none was found" in \
+            broken.json()["problem"]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:
@@ -279,3 +300,80 @@ def test_module_entry_point_has_the_metrics_command() -> None:
     result = subprocess.run([sys.executable, "-m", "services", "metrics", "--help"],
                             capture_output=True, text=True, timeout=30, check=True)
     assert "--gpu-memory-per-unit" in result.stdout and "METRICS_NODE_NAME" in result.stdout
+
+
+def _source_for(tmp_path: Path, pods: list[Pod], cgroups: Path, proc: Path | None = None,
+                runtime: str = "containerd") -> KubernetesSource:
+    index = PodIndex()
+    index.replace([pod_json(p, NODE, runtime=runtime) for p in pods])
+    return KubernetesSource(index, cgroup_root=str(cgroups), proc_root=str(proc or tmp_path),
+                            gpu=None)
+
+
+def test_a_cgroup_v1_node_is_read_through_its_memory_and_cpu_hierarchies(
+        tmp_path: Path) -> None:
+    pods = user_pods()
+    cgroups = tmp_path / "cgroup"
+    build_node_v1(cgroups, pods)
+    source = _source_for(tmp_path, pods, cgroups)
+    assert source.layout.version == 1
+    found = samples(render(source.read()))
+    alice = {"user": "alice", "server": "", "namespace": "jhub", "pod": "jupyter-alice"}
+    assert value(found, P + "container_memory_working_set_bytes", **alice,
+                 container="notebook", profile="a100-10g") == 400 * MIB
+    assert value(found, P + "container_spec_memory_limit_bytes", **alice,
+                 container="notebook") == 51200 * MIB
+    assert value(found, P + "container_cpu_usage_seconds_total", **alice,
+                 container="notebook") == pytest.approx(12.345678)
+    assert value(found, P + "container_cpu_cfs_throttled_periods_total", **alice,
+                 container="notebook") == 7
+    assert source.problem is None
+
+
+@pytest.mark.parametrize("driver", ["kind", "systemd", "cgroupfs"])
+def test_kubelet_cgroup_roots_and_drivers_are_found(tmp_path: Path, driver: str) -> None:
+    pods = user_pods()
+    cgroups = tmp_path / "cgroup"
+    build_node(cgroups, pods, driver=driver)
+    source = _source_for(tmp_path, pods, cgroups)
+    usage = source.read()
+    assert {c.server.user for c in usage.containers} == {"alice", "bob@example.org"}
+    assert source.problem is None
+
+
+def test_crun_processes_one_level_below_the_container_are_attributed(tmp_path: Path) -> None:
+    """CRI-O with crun on v2: ``crio-<id>.scope/container`` holds the processes."""
+    pods = user_pods()
+    cgroups = tmp_path / "cgroup"
+    build_node(cgroups, pods, runtime="crio")
+    bob = pods[1]
+    proc = tmp_path / "proc"
+    (proc / "4242").mkdir(parents=True)
+    directory = pod_dir(Path("/"), bob, "systemd")
+    (proc / "4242" / "cgroup").write_text(
+        f"0::{directory}/crio-{bob.containers[0].id}.scope/container\n")
+    (proc / "4343").mkdir(parents=True)  # the same on a v1 node: the memory line
+    (proc / "4343" / "cgroup").write_text(
+        f"12:memory:/kubepods/pod{bob.uid}/{bob.containers[0].id}\n"
+        "3:cpu,cpuacct:/kubepods/whatever\n0::/\n")
+    source = _source_for(tmp_path, pods, cgroups, proc, runtime="crio")
+    assert source.container_of_pid(4242) == bob.containers[0].id
+    assert source.container_of_pid(4343) == bob.containers[0].id
+    assert source.container_of_pid(1) is None
+
+
+def test_a_node_whose_containers_cannot_be_found_is_unhealthy_and_says_why(
+        tmp_path: Path) -> None:
+    pods = user_pods()
+    empty = tmp_path / "cgroup"
+    (empty / "kubepods.slice").mkdir(parents=True)
+    (empty / "cgroup.controllers").write_text("cpu memory\n")
+    source = _source_for(tmp_path, pods, empty)
+    assert source.read().containers == []
+    assert source.problem is not None and "3 user containers run on this node but none " \
+        "was found under cgroup v2 at" in source.problem
+    nothing = _source_for(tmp_path, pods, tmp_path / "nowhere")
+    assert nothing.problem is not None and "no cgroup v2" in nothing.problem
+    quiet = _source_for(tmp_path, [], empty)  # no user containers here: nothing to find
+    quiet.read()
+    assert quiet.problem is None

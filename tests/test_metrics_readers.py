@@ -165,6 +165,48 @@ def test_no_gpu_library_means_no_gpu_and_no_error() -> None:
     assert reader.snapshot().devices == [] and not reader.available
 
 
+def test_a_driver_that_is_not_ready_at_start_is_tried_again_with_backoff() -> None:
+    """The agent starts before the NVIDIA driver at node boot: GPU metrics appear once it
+    loads, not never. Attempts at 0, 5, 15, 35 s … (doubling to 5 min), none in between."""
+    double = NvmlDouble([FakeGpu(uuid="GPU-a")])
+    driver = {"loaded": False, "attempts": 0}
+    real_init = double.nvmlInit
+
+    def init() -> None:
+        driver["attempts"] += 1
+        if not driver["loaded"]:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+        real_init()
+
+    double.nvmlInit = init  # type: ignore[method-assign]
+    now = [0.0]
+    reader = GpuReader(double, clock=lambda: now[0])
+    for at in (0, 1, 4.9, 5, 14, 15, 34, 35):
+        now[0] = at
+        assert reader.snapshot().devices == []
+    assert driver["attempts"] == 4  # at 0, 5, 15 and 35 s
+    driver["loaded"] = True
+    now[0] = 74.9
+    assert reader.snapshot().devices == []  # the next attempt is due at 75 s
+    now[0] = 75
+    assert [d.uuid for d in reader.snapshot().devices] == ["GPU-a"]
+    for _ in range(20):
+        now[0] += 1000
+        reader.snapshot()
+    assert driver["attempts"] == 5  # a working session is kept, not re-initialised
+
+
+def test_a_failed_read_ends_the_session_and_a_new_one_starts() -> None:
+    double = NvmlDouble([FakeGpu(uuid="GPU-a")])
+    now = [0.0]
+    reader = GpuReader(double, clock=lambda: now[0])
+    assert len(reader.snapshot().devices) == 1
+    double.nvmlShutdown()  # the driver was reloaded under us: calls now fail
+    assert reader.snapshot().devices == []
+    now[0] = 6
+    assert len(reader.snapshot().devices) == 1
+
+
 def test_nvml_double_matches_pynvml() -> None:
     """Every function of the double takes what the real one takes."""
     double = NvmlDouble([])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -17,6 +19,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MIG_ENABLED = 1
+RETRY_FIRST = 5.0     # seconds after a failed nvmlInit; doubling up to RETRY_MAX
+RETRY_MAX = 300.0
 
 
 @dataclass(frozen=True)
@@ -45,13 +49,24 @@ class GpuSnapshot:
 
 
 class GpuReader:
-    """One NVML session for the life of the process; calls are serialised."""
+    """One NVML session for the life of the process; calls are serialised.
 
-    def __init__(self, nvml: ModuleType | Any | None = None) -> None:
+    A failed ``nvmlInit`` is tried again with backoff (5 s doubling to 5 min): at node boot
+    the agent often starts before the NVIDIA driver is loaded, and giving up at the first
+    failure would leave the node without GPU metrics until the agent restarts. A read that
+    fails (a GPU fell off the bus, the driver was reloaded) ends the session; the next
+    snapshot starts a new one on the same schedule.
+    """
+
+    def __init__(self, nvml: ModuleType | Any | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._nvml = nvml
+        self._clock = clock
         self._ready = False
-        self._failed = False
+        self._next_try = 0.0
+        self._backoff = RETRY_FIRST
+        self.failures = 0
 
     @property
     def available(self) -> bool:
@@ -59,19 +74,27 @@ class GpuReader:
             return self._start()
 
     def _start(self) -> bool:
-        if self._ready or self._failed:
-            return self._ready
+        if self._ready:
+            return True
+        if self._clock() < self._next_try:
+            return False
         try:
             if self._nvml is None:
                 import pynvml
 
                 self._nvml = pynvml
             self._nvml.nvmlInit()
-        except Exception as error:  # no library, no driver, no device: no GPU metrics
-            self._failed = True
-            log.info("no GPU metrics: NVML unavailable (%s)", error)
+        except Exception as error:  # no library, no driver (yet), no device
+            self.failures += 1
+            self._next_try = self._clock() + self._backoff
+            (log.info if self.failures == 1 else log.debug)(
+                "no GPU metrics: NVML unavailable (%s); trying again in %.0f s", error,
+                self._backoff)
+            self._backoff = min(RETRY_MAX, self._backoff * 2)
             return False
-        self._ready = True
+        if self.failures:
+            log.info("NVML available after %d failed attempts", self.failures)
+        self._ready, self._backoff = True, RETRY_FIRST
         return True
 
     def snapshot(self) -> GpuSnapshot:
@@ -80,15 +103,24 @@ class GpuReader:
                 return GpuSnapshot()
             try:
                 return self._read()
-            except Exception as error:  # a GPU fell off the bus: report what is left
-                log.warning("NVML read failed: %s", error)
+            except Exception as error:  # a GPU fell off the bus, the driver went away
+                log.warning("NVML read failed (%s); starting a new session", error)
+                self._end_session()
+                self._next_try = self._clock() + self._backoff
                 return GpuSnapshot()
+
+    def _end_session(self) -> None:
+        try:
+            if self._nvml is not None:
+                self._nvml.nvmlShutdown()
+        except Exception:  # already gone
+            log.debug("nvmlShutdown failed", exc_info=True)
+        self._ready = False
 
     def close(self) -> None:
         with self._lock:
-            if self._ready and self._nvml is not None:
-                self._nvml.nvmlShutdown()
-            self._ready = False
+            if self._ready:
+                self._end_session()
 
     def _read(self) -> GpuSnapshot:
         nvml = self._nvml

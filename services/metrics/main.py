@@ -76,12 +76,17 @@ async def _kubernetes(settings: AgentSettings, gpu: GpuReader | None) -> int:
             await watcher.run()
             return 1
 
-        # Ready once the first list arrived: before that, every server would look absent.
-        return await _serve(settings, source.read, watch, lambda: index.synced)
+        # Ready once the first list arrived: before that, every server would look absent;
+        # unhealthy (with the reason) when this node's containers cannot be found.
+        return await _serve(settings, source.read, watch,
+                            lambda: index.synced and source.problem is None,
+                            lambda: {"problem": source.problem,
+                                     "cgroups": source.layout.describe()})
 
 
 async def _serve(settings: AgentSettings, read: Callable[[], NodeUsage],
-                 main: Callable[[], Any], healthy: Callable[[], bool]) -> int:
+                 main: Callable[[], Any], healthy: Callable[[], bool],
+                 details: Callable[[], dict[str, Any]] | None = None) -> int:
     registry = CollectorRegistry()
     read_seconds = Gauge(f"{PREFIX}_metrics_read_seconds",
                          "Time the last scrape spent reading cgroups, /proc and NVML.",
@@ -96,7 +101,7 @@ async def _serve(settings: AgentSettings, read: Callable[[], NodeUsage],
         servers.set(len({c.server for c in usage.containers}))
         return render(usage).encode() + generate_latest(registry)
 
-    app = make_app(registry, healthy, exposition)
+    app = make_app(registry, healthy, exposition, details=details)
 
     async def usage(_: web.Request) -> web.Response:
         snapshot = await asyncio.to_thread(read)
