@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from services.hub import hooks
 from services.hub.profiles import slug_of, walltime_of
 from services.runtime.settings import env_name
 from services.walltime.settings import BackstopSettings
+from tests.network_policy import egress_to_address_allowed
 from tests.tools import REPO, require_tool
 
 VALUES = REPO / "deploy" / "jupyterhub" / "values.yaml"
@@ -156,6 +158,31 @@ def test_profiles_have_valid_walltimes_and_unique_slugs(values: dict[str, Any]) 
     assert limits == {"beamline-a100-shared": 12 * 3600, "beamline-a100-10g-quick": 1800,
                       "beamline-a100-20g": 12 * 3600, "beamline-cpu-small": 8 * 3600,
                       "arc": 12 * 3600}
+
+
+# What Z2JH 4.x renders for singleuser pods from its default egressAllowRules (templates/
+# singleuser/netpol.yaml): DNS, and every address that is not private.
+Z2JH_DEFAULT_EGRESS = [
+    {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+     "to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}, {"ipBlock": {"cidr": "172.16.0.0/12"}},
+            {"ipBlock": {"cidr": "192.168.0.0/16"}}]},
+    {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.169.254/32"]}}]},
+]
+
+
+def test_the_tokenhelper_may_reach_a_provider_on_a_private_address(
+        values: dict[str, Any]) -> None:
+    """Z2JH denies user pods egress to private addresses; the values allow the provider's
+    (and only on 443), so the tokenhelper in the user pod can refresh tokens."""
+    ours = values["singleuser"]["networkPolicy"]["egress"]
+    provider = ours[0]["to"][0]["ipBlock"]["cidr"].split("/")[0]
+    assert ipaddress.ip_address(provider).is_private
+    assert not egress_to_address_allowed(Z2JH_DEFAULT_EGRESS, provider, 443)
+    assert egress_to_address_allowed(Z2JH_DEFAULT_EGRESS + ours, provider, 443)
+    assert not egress_to_address_allowed(Z2JH_DEFAULT_EGRESS + ours, provider, 22)
+    assert not egress_to_address_allowed(Z2JH_DEFAULT_EGRESS + ours, "10.20.30.41", 443)
+    assert egress_to_address_allowed(Z2JH_DEFAULT_EGRESS, "193.170.1.1", 443)  # public
 
 
 def test_tokenhelper_service_and_role(values: dict[str, Any]) -> None:

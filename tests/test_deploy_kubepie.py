@@ -15,6 +15,7 @@ from services.kubepie.gateway.settings import GatewaySettings
 from services.kubepie.webhook.settings import WebhookSettings
 from services.runtime.settings import env_name
 from services.storage.definition import StorageDefinition
+from tests.network_policy import PodRef, ingress_allowed
 from tests.tools import REPO
 
 FOLDER = REPO / "deploy" / "kubepie"
@@ -66,17 +67,45 @@ def test_rbac_stays_in_the_namespace_and_covers_what_the_gateway_calls() -> None
     assert webhook["automountServiceAccountToken"] is False
 
 
-def test_file_servers_accept_only_the_gateway() -> None:
+def test_file_servers_accept_only_the_gateway_and_the_nginx_front() -> None:
+    """Judged with NetworkPolicy's own semantics (tests/network_policy.py) against the
+    pods' real labels: the gateway and nginx pods labelled for file access (auth_request
+    mode streams to file servers directly) get in; nothing else does."""
+    policies = [d for d in every() if d["kind"] == "NetworkPolicy"]
     policy = find("NetworkPolicy", "kubepie-fileserver")["spec"]
     assert policy["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": APP_LABEL}
-    [rule] = policy["ingress"]
-    gateway_labels = find("Deployment", "kubepie-gateway")["spec"]["template"]["metadata"][
-        "labels"]
-    selector = rule["from"][0]["podSelector"]["matchLabels"]
-    assert selector.items() <= gateway_labels.items()
-    assert rule["ports"] == [{"port": GatewaySettings.model_fields["pod_port"].default,
-                              "protocol": "TCP"}]
+    port = GatewaySettings.model_fields["pod_port"].default
+    server = PodRef("kubepie", {"app.kubernetes.io/name": APP_LABEL,
+                                "app.kubernetes.io/part-of": "kubepie"})
+    gateway = PodRef("kubepie", find("Deployment", "kubepie-gateway")["spec"]["template"][
+        "metadata"]["labels"])
+    nginx = PodRef("kubepie", {"app": "files-nginx", "kubepie.io/file-access": "true"})
+    assert ingress_allowed(policies, server, gateway, port)
+    assert ingress_allowed(policies, server, nginx, port)
+    assert not ingress_allowed(policies, server, gateway, port + 1)
+    assert not ingress_allowed(policies, server, PodRef("kubepie", {"app": "other"}), port)
+    assert not ingress_allowed(policies, server, PodRef("kubepie", {}), port)
+    # The label in another namespace (a user's notebook setting it on itself) does not count.
+    assert not ingress_allowed(policies, server, PodRef("jhub", nginx.labels), port)
+    assert not ingress_allowed(policies, server, PodRef("jhub", gateway.labels), port)
     assert policy["egress"] == [] and "Egress" in policy["policyTypes"]
+
+
+def test_the_policy_judge_follows_the_api_semantics() -> None:
+    rule = {"metadata": {"namespace": "a"}, "spec": {
+        "podSelector": {}, "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "x"}},
+                               "podSelector": {"matchExpressions": [
+                                   {"key": "role", "operator": "In", "values": ["web"]}]}}]}]}}
+    target = PodRef("a", {"any": "thing"})
+    labels = {"b": {"team": "x"}, "c": {"team": "y"}}
+    assert ingress_allowed([rule], target, PodRef("b", {"role": "web"}), 80, labels)
+    assert not ingress_allowed([rule], target, PodRef("c", {"role": "web"}), 80, labels)
+    assert not ingress_allowed([rule], target, PodRef("b", {"role": "db"}), 80, labels)
+    assert ingress_allowed([], target, PodRef("z", {}), 1)  # no policy: not isolated
+    deny_all = {"metadata": {"namespace": "a"}, "spec": {"podSelector": {},
+                                                         "policyTypes": ["Ingress"]}}
+    assert not ingress_allowed([deny_all], target, PodRef("a", {}), 80)
 
 
 def test_the_webhook_sees_every_file_server_pod_and_fails_closed() -> None:

@@ -9,8 +9,11 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
+from services.contract import TOKEN_URL_ENV
+from services.metrics.status import StatusReader
 from services.runtime.webapp import make_app
 from services.tokenhelper.broker import TokenBroker
+from services.tokenhelper.main import _health_details
 from services.tokenhelper.provider import Provider
 from services.tokenhelper.web import add_routes
 from tests.oidc import OidcProvider, auth_state_for
@@ -24,7 +27,8 @@ async def test_200_concurrent_requests_one_refresh_then_503_when_the_provider_is
     broker = TokenBroker(store, "alice",  # type: ignore[arg-type]
                          Provider(provider.issuer, "jupyterhub", "secret"), min_valid=60,
                          clock=lambda: now[0])
-    app = make_app(CollectorRegistry())
+    app = make_app(CollectorRegistry(), healthy=lambda: broker.current is not None,
+                   details=lambda: _health_details(broker, None))
     add_routes(app, broker)
     async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as http:
         async def get(path: str) -> tuple[int, str]:
@@ -37,6 +41,10 @@ async def test_200_concurrent_requests_one_refresh_then_503_when_the_provider_is
         assert len(tokens) == 1 and provider.userinfo_status(tokens.pop()) == 200
         assert broker.refreshes == 1
         assert provider.log_path.read_text().count("POST /oauth2/token") == 2  # login + 1
+
+        assert broker.provider_problem is None
+        reader = StatusReader(env={TOKEN_URL_ENV: str(server.make_url("")).rstrip("/")})
+        assert await reader.read_tokens() == {"state": "ok"}
 
         status, body = await get("/v1/token?min_valid=abc")
         assert status == 400 and "min_valid" in body
@@ -52,3 +60,14 @@ async def test_200_concurrent_requests_one_refresh_then_503_when_the_provider_is
             assert response.status == 503
             assert (await response.json())["error"] == "token_unavailable"
             assert response.headers["Cache-Control"] == "no-store"
+
+        # Not silent: /healthz names the problem with the NetworkPolicy hint, and the
+        # notebook's status API (what the status bar warns from) passes it on.
+        async with http.get(server.make_url("/healthz")) as response:
+            health = await response.json()
+        assert health["provider"]["error"].startswith("refresh failed")
+        assert "singleuser.networkPolicy.egress" in health["provider"]["hint"]
+        tokens = await reader.read_tokens()
+        assert tokens is not None and tokens["state"] == "failing"
+        assert tokens["problem"] == health["provider"]["error"] and tokens["hint"]
+

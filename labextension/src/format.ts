@@ -40,8 +40,17 @@ export interface Disk {
   complete?: boolean;
 }
 
+/** The tokenhelper's verdict: `failing` while it cannot renew the access tokens. */
+export interface Tokens {
+  state: 'ok' | 'starting' | 'failing' | 'unavailable';
+  problem?: string | null;
+  hint?: string | null;
+  since?: number | null;
+}
+
 export interface Status {
   memory: Usage & { peak_bytes?: number | null };
+  tokens?: Tokens | null;
   disk?: Disk | null;
   cpu?: { usage_seconds: number; limit: number | null; percent: number | null };
   gpu: (Usage & { attribution?: string }) | null;
@@ -271,6 +280,21 @@ export function notices(s: Status, before: Announced): [Notice[], Announced] {
       memoryHigh = false;
     }
   }
+  const t = s.tokens;
+  if (t && (t.state === 'failing' || t.state === 'unavailable')) {
+    const key = `tokens-${t.since ?? t.state}`;
+    if (!keys.has(key)) {
+      found.push({
+        key,
+        kind: 'warning',
+        message:
+          'Access tokens (for ARC, gfal2, davix and oidc-agent tools) cannot be renewed: ' +
+          `${t.problem ?? t.state}. The current one keeps working until it expires.` +
+          (t.hint ? ` For your administrator: ${t.hint}.` : '')
+      });
+      keys.add(key);
+    }
+  }
   const d = diskUsage(s.disk);
   if (d && d.limit_bytes) {
     const ratio = d.used_bytes / d.limit_bytes;
@@ -308,6 +332,10 @@ export function tooltip(s: Status): string {
     lines.push(`Disk: ${formatDisk(s.disk)} in ${s.disk.path} (${how})`);
   } else if (s.disk) {
     lines.push(`Disk: ${s.disk.state}`);
+  }
+  if (s.tokens) {
+    lines.push(`Access tokens: ${s.tokens.state}` +
+      (s.tokens.problem ? ` (${s.tokens.problem})` : ''));
   }
   const w = s.walltime;
   if (w && w.remaining !== undefined) {

@@ -106,6 +106,29 @@ describe('levels', () => {
   });
 });
 
+describe('access tokens', () => {
+  const failing = status({
+    walltime: null,
+    tokens: { state: 'failing', problem: 'refresh failed: ConnectError: timed out',
+      hint: 'allow the provider in singleuser.networkPolicy.egress', since: 1000 }
+  });
+  it('warns once per outage, with the hint for the administrator', () => {
+    const [first, after] = notices(failing, fresh);
+    expect(first.map(n => n.key)).toEqual(['tokens-1000']);
+    expect(first[0].message).toContain('cannot be renewed: refresh failed: ConnectError');
+    expect(first[0].message).toContain('For your administrator: allow the provider');
+    expect(notices(failing, after)[0]).toEqual([]);
+    const next = { ...failing, tokens: { ...failing.tokens!, since: 5000 } };
+    expect(notices(next, after)[0].map(n => n.key)).toEqual(['tokens-5000']);
+  });
+  it('says nothing while tokens are fine, and shows the state in the tooltip', () => {
+    const fine = status({ walltime: null, tokens: { state: 'ok' } });
+    expect(notices(fine, fresh)[0]).toEqual([]);
+    expect(tooltip(fine)).toContain('Access tokens: ok');
+    expect(tooltip(failing)).toContain('Access tokens: failing (refresh failed');
+  });
+});
+
 describe('disk', () => {
   const at = (ratio: number): Status => status({
     walltime: null,

@@ -52,7 +52,8 @@ class _Cache:
         async with self._lock:
             if self._value is None or time.monotonic() - self._at > CACHE_SECONDS:
                 usage = await asyncio.to_thread(self.reader.read_usage)
-                usage["walltime"] = await self.reader.read_walltime()
+                usage["walltime"], usage["tokens"] = await asyncio.gather(
+                    self.reader.read_walltime(), self.reader.read_tokens())
                 usage["activity"] = {"holding": activity.reasons_active(self.settings)}
                 self._value, self._at = usage, time.monotonic()
             return self._value

@@ -22,6 +22,7 @@ from services.contract import (
     DISK_LIMIT_ENV,
     DISK_PATH_ENV,
     GPU_LIMIT_ENV,
+    TOKEN_URL_ENV,
     USAGE_SCOPE_ENV,
     WALLTIME_URL_ENV,
 )
@@ -139,6 +140,23 @@ class StatusReader:
                            "device": p.device_uuid, "used_bytes": p.memory_used_bytes}
                           for p in mine],
         }
+
+    async def read_tokens(self) -> dict[str, Any] | None:
+        """The tokenhelper's own verdict (its /healthz): None without a tokenhelper; a
+        ``problem`` while it cannot renew tokens — what the status bar warns about."""
+        url = self.env.get(TOKEN_URL_ENV)
+        if not url:
+            return None
+        try:
+            async with sidecar_urls.async_client(url, timeout=WALLTIME_TIMEOUT) as client:
+                body = (await client.get(sidecar_urls.http_url(url, "/healthz"))).json()
+        except (httpx.HTTPError, ValueError):
+            return {"state": "unavailable", "problem": "the token helper does not answer"}
+        provider = body.get("provider")
+        if isinstance(provider, dict):
+            return {"state": "failing", "problem": provider.get("error"),
+                    "hint": provider.get("hint"), "since": provider.get("since")}
+        return {"state": "ok" if body.get("ok") else "starting"}
 
     async def read_walltime(self) -> dict[str, Any] | None:
         url = self.walltime_url

@@ -43,11 +43,27 @@ class TokenUnavailable(Exception):
     """No valid access token can be handed out now; the message says why (for a 503)."""
 
 
+NETWORK_POLICY_HINT = (
+    "if the identity provider has a private address: Zero to JupyterHub's singleuser "
+    "NetworkPolicy denies egress to private IPs by default "
+    "(singleuser.networkPolicy.egressAllowRules.privateIPs); allow the provider in "
+    "singleuser.networkPolicy.egress (docs/tokenhelper.md)")
+
+
+def provider_hint(error: str) -> str | None:
+    """A connection that never completes is what a NetworkPolicy drop looks like."""
+    symptoms = ("ConnectError", "ConnectTimeout", "timed out", "Timeout", "unreachable",
+                "Connection refused")
+    return NETWORK_POLICY_HINT if any(s in error for s in symptoms) else None
+
+
 class TokenBroker:
     def __init__(self, hub: HubClient, user: str, provider: Provider, *, min_valid: float,
                  write_back: WriteBack | None = None, clock: Clock = time.time,
                  audience_parameter: AudienceParameter = "resource") -> None:
         self.hub = hub
+        # Set while the provider cannot be reached: {"error", "since", "hint"}.
+        self.provider_problem: dict[str, Any] | None = None
         self.user = user
         self.provider = provider
         self.min_valid = min_valid
@@ -171,6 +187,13 @@ class TokenBroker:
                 raise TokenUnavailable(f"the identity provider is unreachable and the last "
                                        f"access token has expired ({exc})") from None
 
+    def _note_provider_problem(self, exc: ProviderError) -> None:
+        """What /healthz and the status bar show while the provider cannot be reached."""
+        since = (self.provider_problem or {}).get("since") or self.clock()
+        text = str(exc)
+        self.provider_problem = {"error": text, "since": since,
+                                 "hint": provider_hint(text)}
+
     async def _adopt_newer_from_hub(self) -> bool:
         """Before refreshing, take the hub's auth_state if the hub refreshed meanwhile.
 
@@ -215,7 +238,12 @@ class TokenBroker:
         if not tokens.refresh_token:
             raise TokenUnavailable("no refresh token in auth_state: log in to JupyterHub again")
         try:
-            return tokens, await self.provider.refresh(tokens.refresh_token, fields)
+            answer = await self.provider.refresh(tokens.refresh_token, fields)
+            self.provider_problem = None
+            return tokens, answer
+        except ProviderError as exc:
+            self._note_provider_problem(exc)
+            raise
         except InvalidGrant as exc:
             # The hub (OAuthenticator.refresh_user) may have refreshed, and rotated, meanwhile.
             latest = await self._read_auth_state()

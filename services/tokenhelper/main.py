@@ -120,7 +120,8 @@ async def _last_write_back(writer: WriteBack, user: str) -> None:
 def _health_details(broker: TokenBroker, writer: WriteBack | None) -> dict[str, object]:
     """/healthz stays 200 while tokens are served (a liveness restart would lose an unsaved
     refresh token); what needs attention is in the body."""
-    details: dict[str, object] = {"access_token": "ready" if broker.current else "none yet"}
+    details: dict[str, object] = {"access_token": "ready" if broker.current else "none yet",
+                                  "provider": broker.provider_problem or "ok"}
     if writer is not None:
         state = writer.state
         details["write_back"] = {"pending": state.pending, "pending_since": state.pending_since,
@@ -151,8 +152,10 @@ async def keep_fresh(broker: TokenBroker, refreshes: Counter) -> int:
         except TokenUnavailable as exc:
             failures += 1
             delay = RETRY.delay(failures)
+            problem = broker.provider_problem or {}
             log.warning("no fresh access token yet", extra={"error": str(exc),
-                                                            "retry_in_s": round(delay, 1)})
+                                                            "retry_in_s": round(delay, 1),
+                                                            "hint": problem.get("hint")})
             await asyncio.sleep(delay)
             continue
         refreshes.inc(broker.refreshes - before)
