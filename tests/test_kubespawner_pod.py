@@ -350,3 +350,51 @@ async def test_the_notebook_pods_credentials_are_readable_by_the_sidecar_that_re
     readers = {m["name"]: c["name"] for c in pod["containers"]
                for m in c.get("volumeMounts", []) if m["name"].startswith("sidecars-secrets-")}
     assert set(readers.values()) == {"walltime", "tokenhelper"}
+
+
+async def test_the_tokenhelpers_metrics_port_exposes_metrics_alone() -> None:
+    """c.Sidecars.tokenhelper_metrics_port: a container port named metrics, the setting in
+    the tokenhelper's environment and the prometheus.io annotations — nothing else moves."""
+    plan = full_plan()
+    helper = next(s for s in plan.sidecars if s.name == "tokenhelper")
+    helper.metrics_port = 9767
+    pod = await manifest(plan)
+    container = containers(pod)["tokenhelper"]
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9767,
+                                   "protocol": "TCP"}]
+    assert env_of(container)["TOKENHELPER_METRICS_PORT"] == "9767"
+    assert "ports" not in containers(pod)["walltime"]
+    kubernetes_validate.validate(pod, "1.30", strict=True)
+
+
+async def test_a_metrics_port_serves_metrics_and_nothing_else() -> None:
+    """run_service's metrics_port: /metrics on all addresses; /token, /healthz stay local."""
+    import aiohttp
+    from aiohttp import web
+    from prometheus_client import CollectorRegistry, Counter
+
+    from services.runtime.webapp import make_app, run_service
+    from tests.hub import free_port
+
+    registry = CollectorRegistry()
+    Counter("jupyterhub_sidecars_example", "An example.", registry=registry).inc()
+    app = make_app(registry)
+
+    async def token(_: web.Request) -> web.Response:
+        return web.Response(text="secret-token")
+
+    app.router.add_get("/token", token)
+    port, metrics_port = free_port(), free_port()
+    seen: dict[str, int | str] = {}
+
+    async def main() -> int:
+        async with aiohttp.ClientSession() as http:
+            for path in ("/metrics", "/token", "/healthz"):
+                async with http.get(f"http://127.0.0.1:{metrics_port}{path}") as response:
+                    seen[path] = response.status if path != "/metrics" else await response.text()
+        return 0
+
+    assert await run_service(app, main, host="127.0.0.1", port=port,
+                             metrics_port=metrics_port) == 0
+    assert "jupyterhub_sidecars_example_total 1.0" in str(seen["/metrics"])
+    assert seen["/token"] == 404 and seen["/healthz"] == 404

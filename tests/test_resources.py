@@ -50,6 +50,35 @@ async def test_the_start_lock_table_holds_only_starts_in_progress() -> None:
     assert backend.closed
 
 
+async def test_file_server_starts_and_failed_starts_are_counted_for_the_alerts() -> None:
+    """What deploy/metrics/alerts.yaml's KubepieFileServersFailToStart reads."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from services.kubepie.gateway.app import Metrics
+    from services.kubepie.gateway.servers import StartFailed
+
+    class Flaky(InstantBackend):
+        async def start(self, identity: Identity) -> Endpoint:
+            if identity.username == "slow":
+                await asyncio.sleep(10)
+            if identity.username == "broken":
+                raise RuntimeError("pod refused by the webhook")
+            return await super().start(identity)
+
+    servers = UserServers(Flaky(), idle_timeout=0.0, start_timeout=0.2)  # type: ignore[arg-type]
+    registry = CollectorRegistry()
+    Metrics(registry, servers)
+    await servers.endpoint(Identity("ok", 2001, 2001))
+    with pytest.raises(StartFailed):
+        await servers.endpoint(Identity("slow", 2002, 2002))
+    with pytest.raises(RuntimeError):
+        await servers.endpoint(Identity("broken", 2003, 2003))
+    text = generate_latest(registry).decode()
+    assert "jupyterhub_sidecars_kubepie_gateway_file_server_starts_total 1.0" in text
+    assert "jupyterhub_sidecars_kubepie_gateway_file_server_start_failures_total 2.0" in text
+    await servers.close()
+
+
 async def test_the_kubernetes_backend_closes_its_api_client() -> None:
     from services.kubepie.gateway.backends.kubernetes import KubernetesBackend
     from services.kubepie.gateway.backends.podspec import PodSettings

@@ -79,6 +79,11 @@ class Sidecars(Configurable):
         "60s", config=True, help="Refresh when the access token has less than this left.")
     tokenhelper_port = Integer(TOKENHELPER_PORT, config=True,
                                help="Pod-local port of the tokenhelper.")
+    tokenhelper_metrics_port = Integer(
+        0, config=True,
+        help="A port of the pod serving the tokenhelper's /metrics alone (for the token alerts "
+             "in deploy/metrics/prometheus), with prometheus.io/* pod annotations; 0: none. "
+             "Allow your Prometheus in singleuser.networkPolicy.ingress.")
     run_dir = Unicode(
         RUN_DIR, config=True,
         help="Shared folder (emptyDir) of the notebook and the sidecars (KubeSpawner).")

@@ -243,6 +243,12 @@ def add_tokenhelper(plan: SidecarPlan, spawner: Any, config: Sidecars,
         port=_port_for(spawner, config.tokenhelper_port),
         min_valid=config.tokenhelper_min_valid, write_back=config.tokenhelper_write_back,
         audience_parameter=config.tokenhelper_audience_parameter)
+    if config.tokenhelper_metrics_port:
+        sidecar = next(s for s in plan.sidecars if s.name == "tokenhelper")
+        sidecar.metrics_port = config.tokenhelper_metrics_port
+        plan.pod_annotations.update({"prometheus.io/scrape": "true",
+                                     "prometheus.io/port": str(config.tokenhelper_metrics_port),
+                                     "prometheus.io/path": "/metrics"})
 
 
 def add_tokenhelper_sidecar(plan: SidecarPlan, *, api_url: str, user: str, token: str,

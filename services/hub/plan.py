@@ -29,6 +29,7 @@ class Sidecar:
     mounts_shared_dir: bool = False   # only sidecars that need the shared folder see it
     socket_setting: str = ""          # locally it listens on a UNIX socket named by this
     url_env: str = ""                 # the notebook variable with its URL
+    metrics_port: int = 0             # in a pod: /metrics alone on this port (0: none)
 
 
 @dataclass

@@ -100,7 +100,14 @@ def container_for(sidecar: Sidecar, settings: ContainerSettings) -> dict[str, An
     env = [{"name": k, "value": v} for k, v in sorted(sidecar.env.items())]
     env += [{"name": setting, "value": f"{SECRET_MOUNT_ROOT}/{key}"}
             for setting, key in sorted(sidecar.secret_files.items())]
+    ports: dict[str, Any] = {}
+    if sidecar.metrics_port:
+        prefix = sidecar.socket_setting.removesuffix("SOCKET")
+        env.append({"name": f"{prefix}METRICS_PORT", "value": str(sidecar.metrics_port)})
+        ports = {"ports": [{"name": "metrics", "containerPort": sidecar.metrics_port,
+                            "protocol": "TCP"}]}
     return {
+        **ports,
         "name": sidecar.name,
         "image": settings.image,
         "imagePullPolicy": settings.pull_policy,

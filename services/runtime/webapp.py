@@ -26,6 +26,8 @@ from services.runtime.settings import ProcessIsolation
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], bool]
+MetricsHandler = Callable[[web.Request], Coroutine[Any, Any, web.Response]]
+METRICS_HANDLER: web.AppKey[MetricsHandler] = web.AppKey("metrics_handler")
 
 
 def isolate(settings: ProcessIsolation, setting: str) -> Callable[[], None]:
@@ -66,6 +68,7 @@ def make_app(registry: CollectorRegistry, healthy: HealthCheck | None = None,
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app[METRICS_HANDLER] = metrics
     return app
 
 
@@ -86,14 +89,16 @@ async def run_service(
     unix_socket: Path | None = None,
     socket_owner: int | None = None,
     before_serving: Callable[[], None] | None = None,
+    metrics_port: int = 0,
 ) -> int:
     """Serve ``app`` and run ``main`` until it returns or a stop signal arrives.
 
     With ``unix_socket`` the service listens there instead of ``host:port`` (mode 0600, owned
     by ``socket_owner``: the one user who may connect). ``before_serving`` runs once the
     socket is bound, before anything is served: where a service started as root drops its
-    privileges. Returns ``main``'s exit status, or 0 after a signal (a requested stop is not
-    an error).
+    privileges. ``metrics_port`` (0: none) serves ``/metrics`` alone on all addresses, for a
+    Prometheus outside the pod while the service itself stays pod-local. Returns ``main``'s
+    exit status, or 0 after a signal (a requested stop is not an error).
     """
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
                            shutdown_timeout=shutdown_timeout)
@@ -109,6 +114,15 @@ async def run_service(
         site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
         log.info("listening", extra={"host": host, "port": port})
+    metrics_runner: web.AppRunner | None = None
+    if metrics_port:
+        metrics_only = web.Application()
+        metrics_only.router.add_get("/metrics", app[METRICS_HANDLER])
+        metrics_runner = web.AppRunner(metrics_only, access_log=None, handle_signals=False)
+        await metrics_runner.setup()
+        await web.TCPSite(metrics_runner, "0.0.0.0", metrics_port,
+                          reuse_address=True).start()
+        log.info("metrics listening", extra={"port": metrics_port})
     if before_serving is not None:
         before_serving()
 
@@ -132,4 +146,6 @@ async def run_service(
         stop_task.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()

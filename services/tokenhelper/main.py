@@ -94,6 +94,7 @@ async def _run(settings: TokenhelperSettings) -> int:
             return await run_service(app, main, host=settings.host, port=settings.port,
                                      unix_socket=settings.socket,
                                      socket_owner=settings.socket_owner or settings.owner_uid,
+                                     metrics_port=settings.metrics_port,
                                      before_serving=isolate(settings, "TOKENHELPER_RUN_AS"))
         finally:
             if writer is not None:

@@ -48,6 +48,10 @@ class TokenhelperSettings(ProcessIsolation):
     hub_timeout: Duration = Field(10.0, description="longest wait for one hub request")
     port: int = Field(DEFAULT_PORT, ge=1, le=65535,
                       description="port for /token, /v1/token, /healthz, /metrics")
+    metrics_port: int = Field(0, ge=0, le=65535,
+                              description="a port on all addresses serving /metrics alone, "
+                                          "for Prometheus outside the pod (the alerts in "
+                                          "deploy/metrics/prometheus); 0: none")
     host: str = Field("127.0.0.1", description="address to listen on; keep it pod-local")
     log_level: LogLevel = Field("INFO", description="log level: debug, info, warning or error")
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from services.identity.claims import Identity
 from services.kubepie.fileserver.shares import PREFIX_HEADER, READ_METHODS, SHARE_HEADER
@@ -67,6 +70,22 @@ class Metrics:
         running = Gauge("jupyterhub_sidecars_kubepie_gateway_file_servers",
                         "File servers this gateway routes to.", registry=registry)
         running.set_function(lambda: len(servers.running))
+        registry.register(_StartCounts(servers))
+
+
+class _StartCounts(Collector):
+    """Starts and failed starts of file servers (deploy/metrics/alerts.yaml alerts on the
+    failures), read from the server table when scraped."""
+
+    def __init__(self, servers: UserServers) -> None:
+        self.servers = servers
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("jupyterhub_sidecars_kubepie_gateway_file_server_starts",
+                                  "File servers started.", value=self.servers.starts)
+        yield CounterMetricFamily(
+            "jupyterhub_sidecars_kubepie_gateway_file_server_start_failures",
+            "File server starts that failed or timed out.", value=self.servers.start_failures)
 
 
 def build_app(gateway: Gateway, registry: CollectorRegistry,

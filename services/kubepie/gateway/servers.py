@@ -55,6 +55,8 @@ class UserServers:
         # One lock per identity *being started*, with how many requests hold or wait for it;
         # removed by the last one, so the table does not grow with every user ever seen.
         self._starting: dict[Identity, tuple[asyncio.Lock, list[int]]] = {}
+        self.starts = 0           # file servers started (the metrics count them)
+        self.start_failures = 0   # starts that failed or timed out
 
     @property
     def running(self) -> dict[Identity, Endpoint]:
@@ -91,8 +93,13 @@ class UserServers:
             endpoint = await asyncio.wait_for(self.backend.start(identity),
                                               self._start_timeout)
         except TimeoutError:
+            self.start_failures += 1
             raise StartFailed(f"the file server was not ready within "
                               f"{self._start_timeout:.0f} s") from None
+        except Exception:
+            self.start_failures += 1
+            raise
+        self.starts += 1
         log.info("file server started", extra={
             "user": identity.username, "server": endpoint.name,
             "seconds": round(time.monotonic() - started, 3)})
