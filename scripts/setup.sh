@@ -111,6 +111,9 @@ command -v wget >/dev/null || apt_install wget  # share links: wget -r of a fold
 command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || apt_install e2fsprogs
 command -v mkfs.xfs >/dev/null || [ -x /usr/sbin/mkfs.xfs ] || apt_install xfsprogs
 command -v lxcfs >/dev/null || apt_install lxcfs
+# kubectl kustomize renders deploy/'s kustomize bases and the example overlay (Debian's
+# kubernetes-client; any newer kubectl already on the machine does too).
+command -v kubectl >/dev/null || apt_install kubernetes-client
 # nginx in front of the kubepie gateway (auth_request mode, deploy/kubepie/nginx/).
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light
 

@@ -16,7 +16,7 @@ from services.kubepie.webhook.settings import WebhookSettings
 from services.runtime.settings import env_name
 from services.storage.definition import StorageDefinition
 from tests.network_policy import PodRef, ingress_allowed
-from tests.tools import REPO
+from tests.tools import REPO, manifests
 
 FOLDER = REPO / "deploy" / "kubepie"
 CRD_KINDS = {"Issuer", "Certificate"}  # cert-manager's; not in the Kubernetes schemas
@@ -27,7 +27,7 @@ def documents(path: Path) -> list[dict[str, Any]]:
 
 
 def every() -> list[dict[str, Any]]:
-    return [d for p in sorted(FOLDER.glob("*.yaml")) for d in documents(p)]
+    return [d for p in manifests(FOLDER.glob("*.yaml")) for d in documents(p)]
 
 
 def find(kind: str, name: str) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def find(kind: str, name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("version", ["1.25", "1.30", "1.34"])
-@pytest.mark.parametrize("path", sorted(FOLDER.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", manifests(FOLDER.glob("*.yaml")), ids=lambda p: p.name)
 def test_manifests_validate_against_kubernetes(path: Path, version: str) -> None:
     for doc in documents(path):
         if doc["kind"] in CRD_KINDS:

@@ -10,14 +10,14 @@ import pytest
 import yaml
 
 from services.hub.plan import LXCFS_FILES
-from tests.tools import REPO
+from tests.tools import REPO, manifests
 
 FOLDER = REPO / "deploy" / "lxcfs"
 
 
 def objects() -> dict[str, dict[str, Any]]:
     found = {}
-    for path in sorted(FOLDER.glob("*.yaml")):
+    for path in manifests(FOLDER.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
                 found[doc["kind"]] = doc

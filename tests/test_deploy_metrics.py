@@ -11,7 +11,7 @@ import yaml
 
 from services.metrics.settings import DEFAULT_PORT, AgentSettings
 from services.runtime.settings import env_name
-from tests.tools import REPO
+from tests.tools import REPO, manifests
 
 FOLDER = REPO / "deploy" / "metrics"
 
@@ -22,14 +22,14 @@ def documents(path: Path) -> list[dict[str, Any]]:
 
 def objects() -> dict[str, dict[str, Any]]:
     found = {}
-    for path in sorted(FOLDER.rglob("*.yaml")):
+    for path in manifests(FOLDER.rglob("*.yaml")):
         for doc in documents(path):
             found[doc["kind"]] = doc
     return found
 
 
 @pytest.mark.parametrize("version", ["1.25", "1.30", "1.34"])
-@pytest.mark.parametrize("path", sorted(FOLDER.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", manifests(FOLDER.glob("*.yaml")), ids=lambda p: p.name)
 def test_manifests_validate_against_kubernetes(path: Path, version: str) -> None:
     for doc in documents(path):
         kubernetes_validate.validate(doc, version, strict=True)

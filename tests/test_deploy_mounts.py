@@ -21,14 +21,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.tools import REPO
+from tests.tools import REPO, manifests
 
 ATOMIC_KINDS = ("secret", "configMap", "projected", "downwardAPI")
 
 
 def workloads() -> Iterator[tuple[str, dict[str, Any]]]:
-    for path in sorted((REPO / "deploy").rglob("*.yaml")):
-        if "jupyterhub" in path.parts:
+    for path in manifests((REPO / "deploy").rglob("*.yaml")):
+        if "jupyterhub" in path.parts or "overlays" in path.parts:
             continue
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") in ("Deployment", "DaemonSet", "StatefulSet", "Job"):

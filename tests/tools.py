@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+
+
+def manifests(paths: Iterable[Path]) -> list[Path]:
+    """Kubernetes manifests among ``paths``: kustomization.yaml files are not objects."""
+    return sorted(p for p in paths if p.name != "kustomization.yaml")
 
 
 def in_ci() -> bool:
