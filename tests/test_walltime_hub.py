@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from jupyterhub import __version__ as hub_version
 
 from services.hub.hooks import token_note, walltime_scopes
 from tests.hub import Hub, process_env, python, secret_file, sidecar_get, sidecar_url, wait_sidecar
@@ -24,6 +25,9 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+HUB_MAJOR = int(hub_version.split(".")[0])
 
 
 def started_at(model: dict) -> float:
@@ -59,7 +63,9 @@ def test_server_is_stopped_at_its_limit(hub: Hub, server_name: str) -> None:
     records = [r for r in hub.log_records(user=user, service="walltime") if r["message"] in (
         "server stop accepted", "terminated while the hub stops the server")]
     assert len(records) == 1
-    assert records[0]["hub_requests"] == 2  # one read at start, one stop at the end
+    # One read at start, one stop at the end; JupyterHub 5 first answers the read of one
+    # server with 405 and the sidecar reads the user's model instead (once).
+    assert records[0]["hub_requests"] == 2 + (1 if HUB_MAJOR < 6 else 0)
     note = token_note("walltime", user, server_name)
     tokens = hub.api("GET", f"/users/{user}/tokens").json()["api_tokens"]
     assert [t for t in tokens if t["note"] == note] == []
@@ -114,7 +120,8 @@ def test_walltime_token_is_least_privilege_and_revoked_at_stop(hub: Hub) -> None
     # sees it but lacks the action's scope. Either way, nothing happens.
     refused = {
         ("DELETE", f"/users/{other}/server"): 404,  # stop another user's server
-        ("GET", f"/users/{other}/server"): 404,  # read it
+        # read it (JupyterHub 5 has no GET of one server: 405 for everyone)
+        ("GET", f"/users/{other}/server"): 404 if HUB_MAJOR >= 6 else 405,
         ("POST", f"/users/{user}/server"): 403,  # (re)start its own server
         ("POST", f"/users/{user}/servers/extra"): 403,  # start a new named server
         ("POST", f"/users/{other}/servers/extra"): 403,  # start one for another user
@@ -124,7 +131,7 @@ def test_walltime_token_is_least_privilege_and_revoked_at_stop(hub: Hub) -> None
         ("GET", "/services"): 403,
         ("POST", "/users/newcomer"): 403,  # create users
     }
-    assert call("GET", f"/users/{user}/server") == 200
+    assert call("GET", f"/users/{user}/server") == (200 if HUB_MAJOR >= 6 else 405)
     observed = {key: call(*key, json={}) if key[0] == "POST" else call(*key) for key in refused}
     assert observed == refused
     assert hub.server_model(other) is not None
@@ -139,7 +146,7 @@ def test_walltime_token_is_least_privilege_and_revoked_at_stop(hub: Hub) -> None
     hub.api("DELETE", f"/users/{user}/server")
     hub.wait_stopped(user)
     assert not pid_alive(sidecar), "the sidecar must stop with its server"
-    assert call("GET", f"/users/{user}/server") == 403  # revoked
+    assert call("GET", f"/users/{user}") == 403  # revoked
     remaining = hub.api("GET", f"/users/{user}/tokens").json()["api_tokens"]
     assert [t for t in remaining if t["note"] == token_note("walltime", user, "")] == []
 
@@ -254,7 +261,7 @@ def test_a_user_picks_a_profile_on_the_spawn_page_and_gets_its_walltime(hub: Hub
         form = browser.get("/hub/spawn")
         assert "Ten seconds" in form.text and "(Limits: 10 s)" in form.text
         assert "(Limits: no time limit)" in form.text
-        assert "(Limits: 3GB RAM, 1.5 CPU, 12 h)" in form.text
+        assert "(Limits: 3GB RAM, 1.5 CPU, 2GB disk, 12 h)" in form.text
         action = re.search(r'id="spawn_form"\s+action="([^"]+)"', form.text)
         assert action, form.text[:2000]
         browser.post(action.group(1), data={"profile": "ten"}, follow_redirects=False)

@@ -105,6 +105,7 @@ class HubClient:
         observer: RequestObserver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self._server_get = True  # False on JupyterHub 5.x: no GET of one server (405)
         self._http = httpx.AsyncClient(
             base_url=api_url.rstrip("/"),
             headers={"Authorization": f"token {token}", "Accept": "application/json"},
@@ -176,9 +177,22 @@ class HubClient:
 
     async def get_server(self, user: str, server_name: str = "",
                          *, backoff: Backoff | None = None) -> ServerModel | None:
-        """One server's model, or None if it does not exist (or the token may not see it)."""
-        response = await self.request("GET", server_path(user, server_name), ok=(200, 404),
-                                      backoff=backoff)
+        """One server's model, or None if it does not exist (or the token may not see it).
+
+        JupyterHub 6 answers ``GET /users/<user>/servers/<name>``; 5.x (Zero to JupyterHub
+        4.x's hub) has no GET there (405), so the server is read from the user's model,
+        which the same ``read:servers!server=…`` scope shows with that one server in it."""
+        if self._server_get:
+            response = await self.request("GET", server_path(user, server_name),
+                                          ok=(200, 404, 405), backoff=backoff)
+            self._server_get = response.status_code != 405  # remembered: one probe only
+        if not self._server_get:
+            response = await self.request("GET", f"/users/{quote(user, safe='')}",
+                                          ok=(200, 404), backoff=backoff)
+            if response.status_code == 404:
+                return None
+            model = (response.json().get("servers") or {}).get(server_name)
+            return ServerModel.from_json(user, model) if model is not None else None
         if response.status_code == 404:
             return None
         return ServerModel.from_json(user, response.json())
