@@ -22,4 +22,4 @@ unit: setup
 	$(BIN)/pytest -m "not slow"
 
 clean:
-	rm -rf $(VENV) node_modules labextension/node_modules labextension/lib services/metrics/labextension .tools .demo test-artifacts .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-z2jh node_modules labextension/node_modules labextension/lib services/metrics/labextension .tools .demo test-artifacts .mypy_cache .ruff_cache .pytest_cache

@@ -86,6 +86,23 @@ if [ ! -f "$stamp" ] || [ -n "$stale" ]; then
   touch "$stamp"
 fi
 
+# The hub side is also tested against what Zero to JupyterHub 4.2.0's hub image ships
+# (JupyterHub 5.3.0, KubeSpawner 7.0.0: the `z2jh-hub` extra), from a second virtualenv.
+Z2JH_VENV=.venv-z2jh
+z2jh_stamp=$Z2JH_VENV/.installed
+if [ -x "$Z2JH_VENV/bin/python" ] && ! runs_for_others "$Z2JH_VENV/bin/python"; then
+  rm -rf "$Z2JH_VENV"
+fi
+if [ ! -f "$z2jh_stamp" ] || [ -n "$(find pyproject.toml -newer "$z2jh_stamp" 2>/dev/null)" ]; then
+  say "installing the Zero to JupyterHub 4.2 hub versions into $Z2JH_VENV (pip install -e '.[z2jh-hub]')"
+  [ -x "$Z2JH_VENV/bin/python" ] || "$PYTHON" -m venv "$Z2JH_VENV"
+  "$Z2JH_VENV/bin/python" -m pip install -q -e '.[z2jh-hub]' 2>&1 \
+    | grep -v "^WARNING: Location" || true
+  "$Z2JH_VENV/bin/python" -c 'import jupyterhub, services; assert jupyterhub.__version__ == "5.3.0"' \
+    || die "the JupyterHub 5.3 virtualenv did not install"
+  touch "$z2jh_stamp"
+fi
+
 # Real clients the tests use: oidc-token (oidc-agent-cli) talks to the tokenhelper's socket.
 command -v oidc-token >/dev/null || apt_install oidc-agent-cli
 # ... and the NorduGrid ARC 6 client sends the tokenhelper's bearer token.
