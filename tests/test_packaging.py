@@ -60,3 +60,16 @@ def test_every_service_import_is_a_declared_dependency() -> None:
             if not names & installed:
                 missing.append(f"{relative}: {module}")
     assert missing == []
+
+
+def test_the_demo_extra_holds_what_the_demo_runs() -> None:
+    """`pip install 'jupyterhub-sidecars[demo]'` then `jupyterhub-sidecars demo`: the hub
+    with generic-oauth (OAuthenticator), the oidc-provider-mock it starts, JupyterLab."""
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    demo = {re.split(r"[<>=\[ ]", requirement)[0].lower() for requirement in extras["demo"]}
+    assert {"jupyterhub", "jupyterlab", "oauthenticator", "oidc-provider-mock"} <= demo
+    sources = "\n".join(p.read_text() for p in (REPO / "services" / "demo").glob("*.py"))
+    assert '"generic-oauth"' in sources and "oidc-provider-mock" in sources
