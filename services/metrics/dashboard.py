@@ -3,7 +3,8 @@
 ``python -m services.metrics.dashboard > deploy/metrics/grafana/jupyterhub-sidecars.json``
 writes what is committed; tests/test_dashboard.py checks that the file is this output and that
 every panel's query returns data from a real Prometheus scraping the agent, the walltime
-backstop and the kubepie gateway. Needs grafanalib (the ``dashboard`` extra; ``test`` has it too), not the services.
+backstop and the kubepie gateway. Needs grafanalib (the ``dashboard`` extra; ``test`` has it
+too), not the services.
 """
 
 from __future__ import annotations

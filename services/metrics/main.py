@@ -22,10 +22,8 @@ from services.metrics.settings import AgentSettings
 from services.runtime.kube_watch import PodWatcher
 from services.runtime.logs import configure_logging
 from services.runtime.settings import (
-    SettingsError,
     add_setting_flags,
-    exit_on_settings_error,
-    load_settings,
+    run_service_main,
 )
 from services.runtime.webapp import make_app, run_service, until_stopped
 from services.walltime.metrics import PREFIX
@@ -38,11 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(AgentSettings, args)
-    except SettingsError as exc:
-        exit_on_settings_error("metrics", exc)
-    return asyncio.run(run_agent(settings))
+    return run_service_main("metrics", AgentSettings, args, run_agent)
 
 
 async def run_agent(settings: AgentSettings) -> int:

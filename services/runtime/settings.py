@@ -8,7 +8,9 @@ line that names the setting and exit status 2 (the convention of argparse and of
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -17,7 +19,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode
 
 from services.runtime.durations import parse_duration, parse_duration_list
-from services.runtime.privileges import parse_ids
+from services.runtime.privileges import PrivilegeError, parse_ids
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 DurationList = Annotated[tuple[float, ...], NoDecode, BeforeValidator(parse_duration_list)]
@@ -156,3 +158,24 @@ class ProcessIsolation(BaseSettings):
             return None
         prefix = str(self.model_config.get("env_prefix", "")).upper()
         return parse_ids(self.run_as, f"{prefix}RUN_AS")
+
+
+def run_service_main(service: str, model: type[S], args: argparse.Namespace | None,
+                     run: Callable[[S], Coroutine[Any, Any, int]],
+                     prepare: Callable[[S], None] | None = None) -> int:
+    """What every ``jupyterhub-sidecars <service>`` does first: settings from the environment
+    and flags (a bad one: one line on stderr, exit 2), an optional ``prepare`` step before
+    the event loop (loading keys, dropping privileges: a ``ValueError``, ``OSError`` or
+    ``PrivilegeError`` there is a configuration error too), then the service's coroutine,
+    whose result is the exit status."""
+    try:
+        settings = load_settings(model, args)
+    except SettingsError as exc:
+        exit_on_settings_error(service, exc)
+    if prepare is not None:
+        try:
+            prepare(settings)
+        except (ValueError, OSError, PrivilegeError) as exc:
+            print(f"jupyterhub-sidecars {service}: {exc}", file=sys.stderr)
+            return SETTINGS_ERROR_EXIT
+    return asyncio.run(run(settings))

@@ -13,10 +13,8 @@ from services.hub.client import HubClient
 from services.runtime.logs import configure_logging
 from services.runtime.retry import Backoff
 from services.runtime.settings import (
-    SettingsError,
     add_setting_flags,
-    exit_on_settings_error,
-    load_settings,
+    run_service_main,
 )
 from services.runtime.webapp import isolate, make_app, run_service
 from services.tokenhelper.agent_socket import AgentSocket
@@ -41,11 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(TokenhelperSettings, args)
-    except SettingsError as exc:
-        exit_on_settings_error("tokenhelper", exc)
-    return asyncio.run(_run(settings))
+    return run_service_main("tokenhelper", TokenhelperSettings, args, _run)
 
 
 async def _run(settings: TokenhelperSettings) -> int:

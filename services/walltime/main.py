@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from prometheus_client import CollectorRegistry
 
 from services.hub.client import HubClient
 from services.runtime.logs import configure_logging
 from services.runtime.settings import (
-    SettingsError,
     add_setting_flags,
-    exit_on_settings_error,
-    load_settings,
+    run_service_main,
 )
 from services.runtime.webapp import isolate, make_app, run_service
 from services.walltime.backstop import Backstop
@@ -31,12 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        if args.all_servers:
-            return asyncio.run(_backstop(load_settings(BackstopSettings, args)))
-        return asyncio.run(_sidecar(load_settings(SidecarSettings, args)))
-    except SettingsError as exc:
-        exit_on_settings_error("walltime", exc)
+    if args.all_servers:
+        return run_service_main("walltime", BackstopSettings, args, _backstop)
+    return run_service_main("walltime", SidecarSettings, args, _sidecar)
 
 
 async def _sidecar(settings: SidecarSettings) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry
@@ -12,29 +11,21 @@ from prometheus_client import CollectorRegistry
 from services.kubepie.fileserver.app import build_app
 from services.kubepie.fileserver.settings import FileserverSettings
 from services.runtime.logs import configure_logging
-from services.runtime.privileges import PrivilegeError, drop_privileges
-from services.runtime.settings import (
-    SETTINGS_ERROR_EXIT,
-    SettingsError,
-    exit_on_settings_error,
-    load_settings,
-)
+from services.runtime.privileges import drop_privileges
+from services.runtime.settings import run_service_main
 from services.runtime.webapp import run_service, until_stopped
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(FileserverSettings, args)
-    except SettingsError as exc:
-        exit_on_settings_error("kubepie fileserver", exc)
-    try:
-        drop_privileges(settings.uid, settings.gid, settings.group_ids,
-                        setting="FILESERVER_UID and FILESERVER_GID",
-                        refusal="refusing to serve files as root")
-    except (PrivilegeError, OSError) as exc:
-        print(f"jupyterhub-sidecars kubepie fileserver: {exc}", file=sys.stderr)
-        return SETTINGS_ERROR_EXIT
-    return asyncio.run(_run(settings))
+    return run_service_main("kubepie fileserver", FileserverSettings, args, _run,
+                            prepare=_drop_privileges)
+
+
+def _drop_privileges(settings: FileserverSettings) -> None:
+    """Before anything is served or read: the user's ids, never root's."""
+    drop_privileges(settings.uid, settings.gid, settings.group_ids,
+                    setting="FILESERVER_UID and FILESERVER_GID",
+                    refusal="refusing to serve files as root")
 
 
 async def _run(settings: FileserverSettings) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 import aiohttp
 import httpx
@@ -20,20 +19,12 @@ from services.kubepie.gateway.servers import Backend, UserServers
 from services.kubepie.gateway.sessions import Sessions
 from services.kubepie.gateway.settings import GatewaySettings
 from services.runtime.logs import configure_logging
-from services.runtime.settings import (
-    SettingsError,
-    exit_on_settings_error,
-    load_settings,
-)
+from services.runtime.settings import run_service_main
 from services.runtime.webapp import run_service
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(GatewaySettings, args)
-    except SettingsError as exc:
-        exit_on_settings_error("kubepie gateway", exc)
-    return asyncio.run(_run(settings))
+    return run_service_main("kubepie gateway", GatewaySettings, args, _run)
 
 
 async def _backend(settings: GatewaySettings) -> tuple[Backend, KeyStore, LinkStore]:

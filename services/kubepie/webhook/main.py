@@ -7,9 +7,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import ssl
-import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from joserfc.jwk import ECKey
@@ -19,12 +18,7 @@ from services.kubepie.pod_identity import load_key
 from services.kubepie.webhook.admission import review
 from services.kubepie.webhook.settings import WebhookSettings
 from services.runtime.logs import configure_logging
-from services.runtime.settings import (
-    SETTINGS_ERROR_EXIT,
-    SettingsError,
-    exit_on_settings_error,
-    load_settings,
-)
+from services.runtime.settings import run_service_main
 from services.runtime.tls_reload import ReloadingCertificate
 from services.runtime.webapp import make_app, run_service, until_stopped
 
@@ -32,17 +26,17 @@ log = logging.getLogger(__name__)
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(WebhookSettings, args)
-        key = load_key(settings.identity_public_key_file)
-        tls = ReloadingCertificate(settings.tls_cert_file, settings.tls_key_file,
-                                   settings.tls_reload_interval)
-    except SettingsError as exc:
-        exit_on_settings_error("kubepie webhook", exc)
-    except (ValueError, OSError, ssl.SSLError) as exc:
-        print(f"jupyterhub-sidecars kubepie webhook: {exc}", file=sys.stderr)
-        return SETTINGS_ERROR_EXIT
-    return asyncio.run(_run(settings, key, tls))
+    loaded: dict[str, Any] = {}
+
+    def load(settings: WebhookSettings) -> None:
+        """The public key and the certificate, read before serving (exit 2 if unreadable)."""
+        loaded["key"] = load_key(settings.identity_public_key_file)
+        loaded["tls"] = ReloadingCertificate(settings.tls_cert_file, settings.tls_key_file,
+                                             settings.tls_reload_interval)
+
+    return run_service_main("kubepie webhook", WebhookSettings, args,
+                            lambda settings: _run(settings, loaded["key"], loaded["tls"]),
+                            prepare=load)
 
 
 def build_app(key: ECKey, registry: CollectorRegistry) -> web.Application:
