@@ -19,8 +19,6 @@ GPU_LIMIT_ENV: Final = "JUPYTERHUB_SIDECARS_GPU_MEMORY_LIMIT"   # a profile's gp
 USAGE_SCOPE_ENV: Final = "JUPYTERHUB_SIDECARS_USAGE_SCOPE"      # "process-tree" locally
 DISK_LIMIT_ENV: Final = "JUPYTERHUB_SIDECARS_DISK_LIMIT"        # a profile's disk_limit
 DISK_PATH_ENV: Final = "JUPYTERHUB_SIDECARS_DISK_PATH"          # the folder counted; $HOME
-IDLE_LIMIT_ENV: Final = "JUPYTERHUB_SIDECARS_IDLE_LIMIT"        # a profile's idle limit
-RUN_DIR_ENV: Final = "JUPYTERHUB_SIDECARS_RUN_DIR"              # the folder shared with sidecars
 ARC_CERT_ENV: Final = "JUPYTERHUB_SIDECARS_ARC_CERT"
 ARC_KEY_ENV: Final = "JUPYTERHUB_SIDECARS_ARC_KEY"
 BEARER_TOKEN_FILE_ENV: Final = "BEARER_TOKEN_FILE"              # WLCG bearer token discovery
@@ -61,7 +59,3 @@ TOKENHELPER_TOKEN_KEY: Final = "tokenhelper-token"    # → the tokenhelper cont
 NOTEBOOK_TOKEN_KEY: Final = "jupyterhub-api-token"    # → the notebook's JUPYTERHUB_API_TOKEN
 CLIENT_SECRET_FILE_NAME: Final = "client-secret"      # the operator's OIDC client secret
 
-
-def secret_path(container: str, key: str) -> str:
-    """Where ``key`` of a Secret is mounted inside ``container``."""
-    return f"{SECRET_MOUNT_ROOT}/{container}/{key}"

@@ -8,9 +8,6 @@ from typing import Any
 from services.metrics.cgroups import CgroupStats
 from services.metrics.gpu import GpuDevice
 
-CONTAINER_LABELS = ("namespace", "pod", "container", "user", "server", "profile")
-SERVER_LABELS = ("namespace", "pod", "user", "server", "profile")
-
 
 @dataclass(frozen=True)
 class ServerRef:
@@ -37,10 +34,6 @@ class ContainerUsage:
     stats: CgroupStats
     gpu: list[GpuUse] = field(default_factory=list)
     gpu_memory_limit_bytes: int | None = None
-
-    def label_values(self) -> list[str]:
-        s = self.server
-        return [s.namespace, s.pod, self.container, s.user, s.server, s.profile]
 
 
 @dataclass(frozen=True)

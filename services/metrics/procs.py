@@ -86,8 +86,3 @@ def environ(pid: int, proc: str = "/proc") -> dict[str, str]:
             env[key.decode(errors="replace")] = value.decode(errors="replace")
     return env
 
-
-def cgroup_pids(directory: str) -> list[int]:
-    """The processes of a cgroup (v2 ``cgroup.procs``, also present in v1)."""
-    text = read_text(directory.rstrip("/") + "/cgroup.procs") or ""
-    return [int(line) for line in text.split() if line.isdigit()]

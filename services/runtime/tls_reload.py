@@ -42,7 +42,6 @@ class ReloadingCertificate:
         self._serving = _context_for(cert_file, key_file)  # errors here stop the start
         self.context = _context_for(cert_file, key_file)   # the listening socket's
         self.context.sni_callback = self._choose
-        self.reloads = 0
 
     def _choose(self, connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None,
                 _: ssl.SSLContext) -> None:
@@ -68,7 +67,6 @@ class ReloadingCertificate:
                         "the loaded one", exc)
             return False
         self._serving, self._stamps = fresh, stamps
-        self.reloads += 1
         log.info("serving certificate reloaded from %s", self.cert_file)
         return True
 

@@ -31,7 +31,6 @@ class Backstop:
         self.settings = settings
         self.hub = hub
         self.known: dict[tuple[str, str], Countdown] = {}
-        self.sweeps = 0
         self._stops = Counter(f"{PREFIX}_walltime_backstop_stops",
                               "Servers the backstop stopped past their deadline.",
                               registry=registry)
@@ -79,7 +78,6 @@ class Backstop:
             if self.idle_overdue(server, now):
                 overdue.append((server, "idle"))
         self.known = seen
-        self.sweeps += 1
         for server, reason in overdue:
             await self._stop(server, reason)
 

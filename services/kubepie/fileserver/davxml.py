@@ -142,10 +142,6 @@ def element(name: str, inner: str) -> str:
     return f"<R:{local} xmlns:R={quoteattr(namespace)}>{inner}</R:{local}>"
 
 
-def text_element(name: str, text: str) -> str:
-    return element(name, escape(text))
-
-
 def status_line(code: int) -> str:
     return f"<D:status>HTTP/1.1 {code} {REASONS.get(code, '')}</D:status>"
 

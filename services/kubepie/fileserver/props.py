@@ -12,7 +12,6 @@ import functools
 import hashlib
 import mimetypes
 import os
-import stat
 import xml.etree.ElementTree as ET
 from email.utils import formatdate
 from time import gmtime, strftime
@@ -105,10 +104,6 @@ def quota_properties(path: str) -> dict[str, str]:
     used = (fs.f_blocks - fs.f_bfree) * fs.f_frsize
     return {QUOTA_AVAILABLE: f"<D:quota-available-bytes>{available}</D:quota-available-bytes>",
             QUOTA_USED: f"<D:quota-used-bytes>{used}</D:quota-used-bytes>"}
-
-
-def is_collection(st: os.stat_result) -> bool:
-    return stat.S_ISDIR(st.st_mode)
 
 
 # -- dead properties ---------------------------------------------------------------------------
