@@ -42,3 +42,14 @@ def test_the_in_session_variables_are_documented() -> None:
     for name in (USAGE_SCOPE_ENV, GPU_LIMIT_ENV, "JUPYTERHUB_SIDECARS_PROFILE",
                  "JUPYTERHUB_SIDECARS_WALLTIME_URL"):
         assert f"| `{name}` |" in REFERENCE, name
+
+
+def test_kustomize_bases_are_applied_with_k_in_the_docs() -> None:
+    """`kubectl apply -f` on a folder with a kustomization.yaml fails on it ("no matches for
+    kind Kustomization"): the docs must say `-k` for every base."""
+    bases = {p.parent.relative_to(REPO).as_posix()
+             for p in (REPO / "deploy").rglob("kustomization.yaml")}
+    assert {"deploy/kubepie", "deploy/metrics", "deploy/lxcfs"} <= bases
+    texts = [README, *(p.read_text() for p in (REPO / "docs").rglob("*.md"))]
+    for base in bases:
+        assert not any(f"apply -f {base}" in text for text in texts), base
