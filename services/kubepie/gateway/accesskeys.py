@@ -13,8 +13,6 @@ import base64
 import hashlib
 import json
 import secrets
-import sqlite3
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from services.identity.claims import Identity
+from services.kubepie.gateway.sqlite_file import SqliteFile
 
 KEY_ID_PREFIX = "KP"
 MAX_KEYS_PER_USER = 20
@@ -161,18 +160,11 @@ class SqliteKeyStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS access_keys (key_id TEXT PRIMARY KEY, "
-                         "username TEXT NOT NULL, record TEXT NOT NULL)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS by_user ON access_keys (username)")
-
-    def _run(self, sql: str, *args: Any) -> list[Any]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        self._file = SqliteFile(path, (
+            "CREATE TABLE IF NOT EXISTS access_keys (key_id TEXT PRIMARY KEY, "
+            "username TEXT NOT NULL, record TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS by_user ON access_keys (username)"))
+        self._run = self._file.rows
 
     async def add(self, key: AccessKey) -> None:
         await asyncio.to_thread(self._run, "INSERT INTO access_keys VALUES (?, ?, ?)",
@@ -190,11 +182,8 @@ class SqliteKeyStore:
                       key=lambda k: k.created)
 
     async def remove(self, key_id: str) -> bool:
-        def delete() -> bool:
-            with self._lock:
-                return self._db.execute("DELETE FROM access_keys WHERE key_id = ?",
-                                        (key_id,)).rowcount > 0
-        return await asyncio.to_thread(delete)
+        return await asyncio.to_thread(
+            self._file.changed, "DELETE FROM access_keys WHERE key_id = ?", key_id) > 0
 
     def close(self) -> None:
-        self._db.close()
+        self._file.close()

@@ -17,8 +17,6 @@ import base64
 import hashlib
 import json
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -28,6 +26,7 @@ from urllib.parse import quote
 
 from services.identity.claims import Identity
 from services.kubepie.fileserver.mounts import BadPath, decode_path, href
+from services.kubepie.gateway.sqlite_file import SqliteFile
 
 PREFIX = "/_kubepie/s/"
 LINK_ID_PREFIX = "LK"
@@ -145,19 +144,12 @@ class SqliteLinkStore:
     """The local backend's links: a table in the key store's SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS share_links (link_id TEXT PRIMARY KEY, "
-                         "token_hash TEXT UNIQUE NOT NULL, username TEXT NOT NULL, "
-                         "record TEXT NOT NULL, uses INTEGER NOT NULL DEFAULT 0)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS links_by_user ON share_links (username)")
-
-    def _run(self, sql: str, *args: Any) -> list[Any]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        self._file = SqliteFile(path, (
+            "CREATE TABLE IF NOT EXISTS share_links (link_id TEXT PRIMARY KEY, "
+            "token_hash TEXT UNIQUE NOT NULL, username TEXT NOT NULL, "
+            "record TEXT NOT NULL, uses INTEGER NOT NULL DEFAULT 0)",
+            "CREATE INDEX IF NOT EXISTS links_by_user ON share_links (username)"))
+        self._run = self._file.rows
 
     @staticmethod
     def _link(row: tuple[str, int]) -> ShareLink:
@@ -179,18 +171,15 @@ class SqliteLinkStore:
         return sorted((self._link(r) for r in rows), key=lambda link: link.created)
 
     async def remove(self, link: ShareLink) -> bool:
-        def delete() -> bool:
-            with self._lock:
-                return self._db.execute("DELETE FROM share_links WHERE link_id = ?",
-                                        (link.link_id,)).rowcount > 0
-        return await asyncio.to_thread(delete)
+        return await asyncio.to_thread(
+            self._file.changed, "DELETE FROM share_links WHERE link_id = ?", link.link_id) > 0
 
     async def count_use(self, link: ShareLink) -> None:
         await asyncio.to_thread(self._run, "UPDATE share_links SET uses = uses + 1 "
                                 "WHERE link_id = ?", link.link_id)
 
     def close(self) -> None:
-        self._db.close()
+        self._file.close()
 
 
 def encode_record(link: ShareLink) -> str:
