@@ -133,6 +133,11 @@ command -v lxcfs >/dev/null || apt_install lxcfs
 command -v kubectl >/dev/null || apt_install kubernetes-client
 # nginx in front of the kubepie gateway (auth_request mode, deploy/kubepie/nginx/).
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light
+# The images of deploy/images/ built and run (tests/test_images.py): podman with runc (crun
+# refuses the hybrid cgroups of these machines), and debootstrap for the offline base image.
+command -v podman >/dev/null || apt_install podman
+command -v runc >/dev/null || [ -x /usr/sbin/runc ] || apt_install runc
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || apt_install debootstrap
 
 # promtool checks the metrics agent's exposition format. Only the tool is needed, not the
 # Prometheus server: unpack Debian's package into .tools/ instead of installing the service.

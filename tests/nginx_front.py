@@ -27,7 +27,8 @@ class NginxFront:
     def start(self) -> NginxFront:
         nginx = require_tool("nginx", Path("/usr/sbin"))
         site = CONF.read_text().replace("127.0.0.1:8780", f"127.0.0.1:{self.gateway_port}") \
-            .replace("listen 8790;", f"listen 127.0.0.1:{self.port};")
+            .replace("listen 8790;", f"listen 127.0.0.1:{self.port};") \
+            .replace("/var/cache/nginx/kubepie-auth", str(self.folder / "nginx-auth-cache"))
         temp = self.folder / "nginx-temp"
         temp.mkdir(parents=True, exist_ok=True)
         (self.folder / "nginx.conf").write_text(f"""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from tests.tools import REPO, require_tool
 VALUES = REPO / "deploy" / "jupyterhub" / "values.yaml"
 SCHEMAS = [REPO / "deploy" / "jupyterhub" / "z2jh-values.schema.yaml",
            REPO.parent / "shared" / "schemas" / "z2jh-values.schema.yaml"]
-DOCKERFILES = sorted((REPO / "deploy" / "images").glob("*.Dockerfile"))
+DOCKERFILES = sorted((REPO / "deploy" / "images").glob("*Dockerfile"))
 
 
 @pytest.fixture(scope="module")
@@ -218,21 +219,37 @@ BUILD_INPUTS = ("pyproject.toml", "README.md", "hatch_build.py", "services", "la
                 "jupyter-config")
 
 
-# Images of this package; lxcfs.Dockerfile is Debian's LXCFS alone (it runs privileged).
-PACKAGE_DOCKERFILES = [d for d in DOCKERFILES if d.name != "lxcfs.Dockerfile"]
-
-
-@pytest.mark.parametrize("dockerfile", PACKAGE_DOCKERFILES, ids=lambda p: p.name)
-def test_dockerfiles_copy_what_the_package_build_needs(dockerfile: Path) -> None:
-    text = dockerfile.read_text()
+def test_dockerfile_builds_the_package_once_for_every_image() -> None:
+    """One wheel stage (the package with its JupyterLab extension) feeds every target."""
+    text = (REPO / "deploy" / "images" / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+) AS (\S+)$", text, re.MULTILINE)
+    assert [name for _, name in stages] == ["wheel", "sidecars", "fileserver", "hub",
+                                            "notebook"]
     copied = {word for line in text.splitlines() if line.startswith("COPY ")
               and "--from=" not in line for word in line.split()[1:-1]}
-    assert set(BUILD_INPUTS) <= copied, f"{dockerfile.name} misses {set(BUILD_INPUTS) - copied}"
-    assert "pip wheel" in text and "nodejs" in text
+    assert set(BUILD_INPUTS) <= copied, f"the wheel stage misses {set(BUILD_INPUTS) - copied}"
+    assert text.count("pip wheel") == 1 and "nodejs" in text
     for path in BUILD_INPUTS:
         assert (REPO / path).exists(), path
-    users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
-    assert users and users[-1].split(":")[0] not in ("0", "root"), "the image must end non-root"
+    # Each target ends non-root (the image tests run them and check the user too).
+    for block in re.split(r"^FROM ", text, flags=re.MULTILINE)[2:]:
+        users = [line.split()[1] for line in block.splitlines() if line.startswith("USER ")]
+        assert not users or users[-1].split(":")[0] not in ("0", "root"), block[:40]
+    # The defaults of the build arguments are production's: the public bases and PyPI.
+    defaults = dict(re.findall(r"^ARG (\w+)=(\S*)$", text, re.MULTILINE))
+    assert defaults["PYTHON_IMAGE"] == "python:3.11-slim-bookworm"
+    assert defaults["HUB_IMAGE"] == "quay.io/jupyterhub/k8s-hub:4.2.0"
+    assert defaults["PIP_INDEX_URL"] == "https://pypi.org/simple"
+    assert defaults["PIP_NO_INDEX"] == "0" and defaults["PIP_FIND_LINKS"] == ""
+
+
+def test_build_context_leaves_out_what_is_not_the_package() -> None:
+    lines = [line for line in (REPO / ".dockerignore").read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert lines[0] == "*"  # everything out, then the build inputs back in
+    assert lines[1:7] == [f"!{path}" + ("/" if (REPO / path).is_dir() else "")
+                          for path in BUILD_INPUTS]
+    assert "labextension/node_modules/" in lines
 
 
 def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,15 @@ def test_access_key_secrets_never_start_like_a_flag() -> None:
     secrets_made = [new_secret() for _ in range(2000)]
     assert all(s[0].isalnum() and len(s) == 40 for s in secrets_made)
     assert len(set(secrets_made)) == 2000
+
+
+def test_authorize_answers_are_reused_at_most_until_the_credential_ends() -> None:
+    from services.kubepie.gateway.app import _reuse_seconds
+
+    now = time.time()
+    assert _reuse_seconds(5.0, None) == 5  # no known end: the setting
+    assert _reuse_seconds(5.0, now + 3600) == 5
+    assert _reuse_seconds(5.0, now + 2.7) == 2  # whole seconds, rounded down
+    assert _reuse_seconds(5.0, now + 0.5) == 0  # under a second left: ask every time
+    assert _reuse_seconds(5.0, now - 10) == 0
+    assert _reuse_seconds(0.0, now + 3600) == 0  # turned off

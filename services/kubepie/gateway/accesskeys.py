@@ -119,6 +119,10 @@ class AccessKeys:
         return key, secret
 
     async def authenticate(self, key_id: str, secret: str) -> Identity:
+        return (await self.verify(key_id, secret)).identity
+
+    async def verify(self, key_id: str, secret: str) -> AccessKey:
+        """The key these credentials open (with its expiry), or CredentialsRejected."""
         if not valid_key_id(key_id):
             raise CredentialsRejected("unknown access key")
         key = await self.store.get(key_id)
@@ -131,7 +135,7 @@ class AccessKeys:
         # check is remembered, for this exact key, hash and secret.
         cache_key = (key_id, key.secret_hash, hashlib.sha256(secret.encode()).hexdigest())
         if self._verified.get(cache_key, 0.0) > now:
-            return key.identity
+            return key
         async with self._hashing:
             ok = await asyncio.to_thread(_verify, key.secret_hash, secret)
         if not ok:
@@ -139,7 +143,7 @@ class AccessKeys:
         self._verified[cache_key] = now + self._cache_seconds
         while len(self._verified) > 10_000:
             self._verified.popitem(last=False)
-        return key.identity
+        return key
 
     async def revoke(self, key_id: str, username: str) -> bool:
         key = await self.store.get(key_id) if valid_key_id(key_id) else None

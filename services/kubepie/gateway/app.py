@@ -55,6 +55,7 @@ class Gateway:
     sessions: Sessions
     public_url: str
     trust_forwarded: bool
+    authorize_reuse: float = 0.0  # seconds a proxy in front may reuse an authorize answer
 
 
 class Metrics:
@@ -88,9 +89,18 @@ class _StartCounts(Collector):
             "File server starts that failed or timed out.", value=self.servers.start_failures)
 
 
+def _reuse_seconds(limit: float, until: float | None) -> int:
+    """Whole seconds an authorize answer may be reused: at most ``limit``, and never past the
+    credential's end (``until``); 0 means not at all."""
+    if until is not None:
+        limit = min(limit, until - time.time())
+    return max(0, int(limit))
+
+
 def build_app(gateway: Gateway, registry: CollectorRegistry,
               session: aiohttp.ClientSession) -> web.Application:
     metrics = Metrics(registry, gateway.servers)
+    reuse = gateway.authorize_reuse
     app = make_app(registry)
     app.add_routes(gateway.login.routes())
     app.add_routes(gateway.keys_page.routes())
@@ -198,15 +208,18 @@ def build_app(gateway: Gateway, registry: CollectorRegistry,
         started = time.monotonic()
         user, via, status = "-", "-", 500
         try:
-            identity, via = await gateway.authenticator.identify(request)
-            user = identity.username
-            endpoint = await gateway.servers.endpoint(identity)
+            caller = await gateway.authenticator.caller(request)
+            user, via = caller.identity.username, caller.via
+            endpoint = await gateway.servers.endpoint(caller.identity)
             endpoint.active += 1
             gateway.servers.release(endpoint)  # counts as use; the transfer is the proxy's
             status = 200
             return web.Response(status=200, headers={
-                "X-Kubepie-Upstream": endpoint.url, "X-Kubepie-User": identity.username,
+                "X-Kubepie-Upstream": endpoint.url, "X-Kubepie-User": user,
                 "X-Kubepie-Authorization": f"Bearer {endpoint.token}",
+                # nginx may reuse this answer for the same credential (kubepie.conf's auth
+                # cache), never past the credential's end; other caches must not keep it.
+                "X-Accel-Expires": str(_reuse_seconds(reuse, caller.until)),
                 "Cache-Control": "no-store"})
         except NotAuthenticated as exc:
             status = 401

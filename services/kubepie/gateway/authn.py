@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import binascii
 import logging
+from dataclasses import dataclass
 from typing import Literal
 
 from aiohttp import BasicAuth, web
@@ -41,6 +42,15 @@ class Unavailable(Exception):
     """The provider could not be asked (503)."""
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking, with what, and until when the credential holds (None: not known)."""
+
+    identity: Identity
+    via: Via
+    until: float | None
+
+
 class Authenticator:
     def __init__(self, *, jwts: JwtVerifier, opaque: OpaqueTokenChecker,
                  mapping: ClaimMapping, keys: AccessKeys, sessions: Sessions) -> None:
@@ -51,20 +61,24 @@ class Authenticator:
         self._sessions = sessions
 
     async def identify(self, request: web.Request) -> tuple[Identity, Via]:
+        caller = await self.caller(request)
+        return caller.identity, caller.via
+
+    async def caller(self, request: web.Request) -> Caller:
         header = request.headers.get("Authorization", "")
         scheme, _, credentials = header.partition(" ")
         if header and scheme.lower() == "bearer":
-            return await self._bearer(credentials.strip()), "bearer"
+            return await self._bearer(credentials.strip())
         if header and scheme.lower() == "basic":
-            return await self._basic(header), "access-key"
+            return await self._basic(header)
         if header:
             raise NotAuthenticated(f"unsupported authorization scheme {scheme!r}")
-        session = self._sessions.identity(request)
+        session = self._sessions.read(request)
         if session is not None:
-            return session[0], "session"
+            return Caller(session[0], "session", session[2])
         raise NotAuthenticated("credentials are required")
 
-    async def _bearer(self, token: str) -> Identity:
+    async def _bearer(self, token: str) -> Caller:
         try:
             claims = await (self._jwts.verify(token) if looks_like_jwt(token)
                             else self._opaque.check(token))
@@ -74,19 +88,21 @@ class Authenticator:
             log.error("identity provider unavailable", extra={"reason": str(exc)})
             raise Unavailable("the identity provider cannot be reached") from None
         try:
-            return self._mapping.identity(claims)
+            identity = self._mapping.identity(claims)
         except IdentityRefused as exc:
             raise Refused(str(exc)) from None
+        return Caller(identity, "bearer", float(claims["exp"]) if "exp" in claims else None)
 
-    async def _basic(self, header: str) -> Identity:
+    async def _basic(self, header: str) -> Caller:
         try:
             credentials = BasicAuth.decode(header, encoding="utf-8")
         except (ValueError, binascii.Error):
             raise NotAuthenticated("malformed Basic credentials") from None
         try:
-            return await self._keys.authenticate(credentials.login, credentials.password)
+            key = await self._keys.verify(credentials.login, credentials.password)
         except CredentialsRejected as exc:
             raise NotAuthenticated(str(exc)) from None
+        return Caller(key.identity, "access-key", key.expires)
 
 
 def challenges(error: str | None = None, description: str | None = None) -> list[str]:

@@ -66,7 +66,8 @@ async def _run(settings: GatewaySettings) -> int:
         keys_page=KeysPage(keys, sessions, settings.public_url),
         links=ShareLinks(link_store, max_lifetime=settings.link_max_lifetime),
         sessions=sessions,
-        public_url=settings.public_url, trust_forwarded=settings.trust_forwarded)
+        public_url=settings.public_url, trust_forwarded=settings.trust_forwarded,
+        authorize_reuse=settings.authorize_reuse)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=600)
     session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False,
                                     connector=aiohttp.TCPConnector(limit=0),

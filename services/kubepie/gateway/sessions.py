@@ -65,11 +65,16 @@ class Sessions:
 
     def identity(self, request: web.Request) -> tuple[Identity, str] | None:
         """The session's identity and id, or None without a valid session."""
+        session = self.read(request)
+        return None if session is None else session[:2]
+
+    def read(self, request: web.Request) -> tuple[Identity, str, float] | None:
+        """The session's identity, id and end (epoch seconds), or None without one."""
         claims = self._read(request.cookies.get(self.session_cookie), "session")
         if claims is None:
             return None
         try:
-            return Identity.from_claims(claims), str(claims["sid"])
+            return Identity.from_claims(claims), str(claims["sid"]), float(claims["exp"])
         except (IdentityRefused, KeyError):
             return None
 

@@ -83,6 +83,10 @@ class GatewaySettings(IdentitySettings):
                                                       "this long without requests")
     start_timeout: Duration = Field(120.0, description="longest wait for a file server "
                                                        "to become ready")
+    authorize_reuse: Duration = Field(5.0, le=60.0, description="how long a proxy in front "
+                                      "(nginx auth_request) may reuse an /_kubepie/authorize "
+                                      "answer for the same credential (never past the "
+                                      "credential's expiry); 0: ask every time")
     # -- kubernetes backend ----------------------------------------------------------------
     namespace: str = Field("", description="namespace of the file server pods (default: the "
                                            "gateway's own, from its service account)")
