@@ -1,6 +1,7 @@
 """What the kubepie gateway costs: the same file server reached directly, through the
 gateway's own Python proxy, and through nginx asking the gateway (auth_request mode,
-deploy/kubepie/nginx/kubepie.conf) — bearer JWT checked on every request — side by side in
+deploy/kubepie/nginx/kubepie.conf) — the provider's bearer token on every request (checked
+at its userinfo once, then remembered as a JWT's claims are) — side by side in
 one run, interleaved rounds.
 
 Measured (medians): GET and PUT of a 1 GiB file with curl (MB/s), 4 KiB GETs with wrk
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from benchmarks.webdav_peers import curl
 from tests.fileserver import Fileserver
-from tests.gateway import Gateway, tokens_for
+from tests.gateway import Gateway, access_token
 from tests.nginx_front import NginxFront
 from tests.oidc import OidcProvider
 
@@ -60,7 +61,8 @@ def main() -> int:
             os.chown(path, UID, UID)
     provider = OidcProvider(root / "provider.log", token_max_age=3600)
     provider.start()
-    gateway = Gateway(provider, root, {"KUBEPIE_LOG_LEVEL": "warning"})
+    gateway = Gateway(provider, root, {"KUBEPIE_LOG_LEVEL": "warning",
+                                       "KUBEPIE_OPAQUE_TOKENS": "userinfo"})
     direct = Fileserver({"home": home}, give_folders=False,
                         extra_env={"FILESERVER_UID": str(UID), "FILESERVER_GID": str(UID)}
                         if os.geteuid() == 0 else {})
@@ -72,7 +74,7 @@ def main() -> int:
         gateway.start()
         direct.start()
         nginx.start()
-        auth = f"Authorization: Bearer {tokens_for(provider, 'alice')['id_token']}"
+        auth = f"Authorization: Bearer {access_token(provider, 'alice')}"
         curl("-H", auth, f"{gateway.url}/home/small.bin")  # starts alice's server
         bases = {"direct": direct.url, "gateway": gateway.url,
                  "nginx+auth_request": nginx.url}

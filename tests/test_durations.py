@@ -17,6 +17,27 @@ def test_rejects_what_is_not_a_positive_duration(text: object) -> None:
         parse_duration(text)  # type: ignore[arg-type]
 
 
+def test_zero_only_where_it_means_something() -> None:
+    assert parse_duration("0", allow_zero=True) == 0.0
+    assert parse_duration("0s", allow_zero=True) == 0.0
+    with pytest.raises(ValueError, match="longer than zero"):
+        parse_duration(-1, allow_zero=True)
+
+
+def test_gateway_settings_take_zero_where_documented() -> None:
+    from services.kubepie.gateway.settings import GatewaySettings
+
+    settings = GatewaySettings(oidc_issuer="https://id.example.org", client_id="kubepie",
+                               client_secret="x", public_url="http://127.0.0.1:8780",
+                               session_secret="s" * 32, authorize_reuse="0",
+                               key_max_lifetime="0")
+    assert settings.authorize_reuse == 0.0 and settings.key_max_lifetime == 0.0
+    with pytest.raises(ValueError, match="less than or equal to 60"):
+        GatewaySettings(oidc_issuer="https://id.example.org", client_id="kubepie",
+                        client_secret="x", public_url="http://127.0.0.1:8780",
+                        session_secret="s" * 32, authorize_reuse="2m")
+
+
 def test_warning_lists_are_sorted_longest_first_without_duplicates() -> None:
     assert parse_duration_list("1m,10m,60s") == (600.0, 60.0)
     assert parse_duration_list("") == ()

@@ -8,8 +8,9 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 
 
-def parse_duration(text: str | float | int) -> float:
-    """Return seconds for ``text``; a bare number means seconds.
+def parse_duration(text: str | float | int, *, allow_zero: bool = False) -> float:
+    """Return seconds for ``text``; a bare number means seconds (``0`` only where zero has
+    a meaning of its own: ``allow_zero``).
 
     Raises ValueError with a message fit to show an operator.
     """
@@ -26,7 +27,7 @@ def parse_duration(text: str | float | int) -> float:
             if not parts or "".join(n + u for n, u in parts) != spec:
                 raise ValueError("not a duration (use e.g. 90s, 30m, 12h, 1d)")
             seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError("must be longer than zero")
     return seconds
 

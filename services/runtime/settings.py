@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -22,6 +23,8 @@ from services.runtime.durations import parse_duration, parse_duration_list
 from services.runtime.privileges import PrivilegeError, parse_ids
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+# A duration where 0 means something of its own ("no limit", "never"), said in its description.
+DurationOrZero = Annotated[float, BeforeValidator(partial(parse_duration, allow_zero=True))]
 DurationList = Annotated[tuple[float, ...], NoDecode, BeforeValidator(parse_duration_list)]
 LogLevel = Annotated[str, Field(pattern=r"(?i)^(debug|info|warning|error)$")]
 

@@ -12,7 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.identity.settings import IdentitySettings
 from services.kubepie.gateway.token_kind import AccessTokenCheck
-from services.runtime.settings import Duration, LogLevel, secret_from
+from services.runtime.settings import Duration, DurationOrZero, LogLevel, secret_from
 from services.storage.definition import StorageDefinition
 
 DEFAULT_PORT = 8780
@@ -68,7 +68,7 @@ class GatewaySettings(IdentitySettings):
     # -- access keys -----------------------------------------------------------------------
     key_store: Path = Field(Path("kubepie-keys.sqlite"), description="SQLite file of access "
                                                                      "keys (local backend)")
-    key_max_lifetime: Duration = Field(365 * 86400.0, description="longest access key "
+    key_max_lifetime: DurationOrZero = Field(365 * 86400.0, description="longest access key "
                                                                   "validity; 0: no limit")
     link_max_lifetime: Duration = Field(30 * 86400.0, gt=0, description="longest validity of "
                                         "a share link (read-only URL of a folder or file)")
@@ -83,7 +83,7 @@ class GatewaySettings(IdentitySettings):
                                                       "this long without requests")
     start_timeout: Duration = Field(120.0, description="longest wait for a file server "
                                                        "to become ready")
-    authorize_reuse: Duration = Field(5.0, le=60.0, description="how long a proxy in front "
+    authorize_reuse: DurationOrZero = Field(5.0, le=60.0, description="how long a proxy in front "
                                       "(nginx auth_request) may reuse an /_kubepie/authorize "
                                       "answer for the same credential (never past the "
                                       "credential's expiry); 0: ask every time")
