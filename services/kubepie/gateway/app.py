@@ -39,6 +39,7 @@ from services.kubepie.gateway.proxy import (
 )
 from services.kubepie.gateway.servers import StartFailed, UserServers
 from services.kubepie.gateway.sessions import Sessions
+from services.kubepie.gateway.splice import totals as splice_totals
 from services.runtime.webapp import make_app
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,10 @@ class _StartCounts(Collector):
         yield CounterMetricFamily(
             "jupyterhub_sidecars_kubepie_gateway_file_server_start_failures",
             "File server starts that failed or timed out.", value=self.servers.start_failures)
+        yield CounterMetricFamily(
+            "jupyterhub_sidecars_kubepie_gateway_spliced_bytes",
+            "Response body bytes moved socket to socket in the kernel (splice), of those sent.",
+            value=splice_totals.moved)
 
 
 def _reuse_seconds(limit: float, until: float | None) -> int:

@@ -9,6 +9,7 @@ says, before anything is forwarded.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -18,8 +19,11 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from services.kubepie.gateway.servers import Endpoint
+from services.kubepie.gateway.splice import SPLICE_AVAILABLE, BodyCutShort, plain_socket, splice
 
 CHUNK = 256 * 1024
+SPLICE_FROM = 1 << 20  # bodies from 1 MiB go socket to socket in the kernel
+SPLICE_TIMEOUT = 600.0  # the longest wait for either side, as the upstream session's read
 HOP_BY_HOP = frozenset(h.lower() for h in (
     "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
     "Transfer-Encoding", "Upgrade", "Host", "Content-Length"))
@@ -119,9 +123,42 @@ async def forward(request: web.Request, session: aiohttp.ClientSession, endpoint
             await response.write_eof()
             return response, 0
         await response.prepare(request)
-        sent = 0
-        async for chunk in upstream.content.iter_chunked(CHUNK):
-            await response.write(chunk)
-            sent += len(chunk)
+        sent = await _spliced(request, response, upstream)
+        if sent is None:
+            sent = 0
+            async for chunk in upstream.content.iter_chunked(CHUNK):
+                await response.write(chunk)
+                sent += len(chunk)
         await response.write_eof()
         return response, sent
+
+
+async def _spliced(request: web.Request, response: web.StreamResponse,
+                   upstream: aiohttp.ClientResponse) -> int | None:
+    """Send a large body with splice(2) where that is exact (see splice.py): the bytes
+    sent, or None to copy it through Python instead."""
+    length = upstream.content_length
+    connection = upstream.connection
+    if not SPLICE_AVAILABLE or length is None or length < SPLICE_FROM or connection is None:
+        return None
+    source = plain_socket(connection.transport)
+    target = plain_socket(request.transport)
+    if source is None or target is None or request.transport is None:
+        return None
+    head = upstream.content.read_nowait(-1)  # what aiohttp already read past the headers
+    assert connection.transport is not None
+    connection.transport.pause_reading()  # from here on, the socket is ours to read
+    if head:
+        await response.write(head)
+    while request.transport.get_write_buffer_size():  # the loop's bytes go first
+        if request.transport.is_closing():
+            raise ConnectionResetError("the client went away")
+        await asyncio.sleep(0.001)
+    try:
+        moved = await splice(source, target, length - len(head), stall_limit=SPLICE_TIMEOUT)
+    except (BodyCutShort, TimeoutError) as exc:
+        raise aiohttp.ClientPayloadError(str(exc) or "the file server stalled") from None
+    finally:
+        # aiohttp's parser never saw the body: this connection cannot be reused.
+        upstream.close()
+    return len(head) + moved
