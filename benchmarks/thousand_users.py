@@ -81,16 +81,20 @@ class Results:
 
 
 def file_server_pids() -> list[int]:
-    pids = []
+    """The file servers: the children of the local backend's fork server."""
+    parents: dict[int, int] = {}
+    forkservers = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                status = Path(f"/proc/{entry}/status").read_text()
             except OSError:
                 continue
-            if b"kubepie\0fileserver" in cmdline:
-                pids.append(int(entry))
-    return pids
+            parents[int(entry)] = int(status.split("PPid:")[1].split()[0])
+            if b"backends.forkserver" in cmdline:
+                forkservers.add(int(entry))
+    return [pid for pid, parent in parents.items() if parent in forkservers]
 
 
 def memory_kib(pid: int) -> tuple[int, int]:

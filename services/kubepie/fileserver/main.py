@@ -16,7 +16,7 @@ from services.runtime.settings import run_service_main
 from services.runtime.webapp import run_service, until_stopped
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace | None) -> int:
     return run_service_main("kubepie fileserver", FileserverSettings, args, _run,
                             prepare=_drop_privileges)
 

@@ -101,7 +101,7 @@ class UserServers:
             raise
         self.starts += 1
         log.info("file server started", extra={
-            "user": identity.username, "server": endpoint.name,
+            "user": identity.username, "server": endpoint.name, "url": endpoint.url,
             "seconds": round(time.monotonic() - started, 3)})
         self._running[identity] = endpoint
         return endpoint
