@@ -147,18 +147,18 @@ def test_sidecars_image_runs_walltime_against_the_real_hub(images: Images, oidc_
     model = oidc_hub.start_server(user, profile="long")  # the local sidecar: 12 h
     local = process_env(oidc_hub.sidecar_pid(user))
     port = free_port()
-    env, mounts = sidecar_env(local, "WALLTIME_", port, tmp_path, WALLTIME_LIMIT="25s",
-                              WALLTIME_WARN="10s")
+    env, mounts = sidecar_env(local, "WALLTIME_", port, tmp_path, WALLTIME_LIMIT="15s",
+                              WALLTIME_WARN="5s")
     args = run_args(images.tags["sidecars"], name=f"walltime-{port}", env=env, mounts=mounts,
                     user=NOBODY)
     with Container(args, "walltime") as container:
         status = container.wait(f"http://127.0.0.1:{port}", "/status").json()
-        assert status["limit"] == 25 and status["user"] == user
+        assert status["limit"] == 15 and status["user"] == user
         assert sidecar_get(f"http://127.0.0.1:{port}", "/healthz").status_code == 200
         stopping = oidc_hub.wait_stop_began(user, timeout=60)
         started = time.mktime(time.strptime(model["started"][:19], "%Y-%m-%dT%H:%M:%S")) \
             - time.timezone
-        assert 25 <= stopping - started <= 40, (stopping - started, container.logs())
+        assert 15 <= stopping - started <= 30, (stopping - started, container.logs())
         assert "walltime reached" in container.logs()
     oidc_hub.wait_stopped(user, timeout=60)
 

@@ -50,6 +50,43 @@ async def test_the_start_lock_table_holds_only_starts_in_progress() -> None:
     assert backend.closed
 
 
+async def test_a_crowd_of_first_requests_reaches_the_backend_a_few_at_a_time() -> None:
+    """1,000 users at once must not become 1,000 pod creations in flight at the API server."""
+    in_flight, most = 0, 0
+
+    class Counting(InstantBackend):
+        async def start(self, identity: Identity) -> Endpoint:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            try:
+                return await super().start(identity)
+            finally:
+                in_flight -= 1
+
+    servers = UserServers(Counting(), idle_timeout=0.0, start_timeout=30,  # type: ignore[arg-type]
+                          max_starting=7)
+    identities = [Identity(f"user{n}", 3000 + n, 3000 + n) for n in range(200)]
+    endpoints = await asyncio.gather(*(servers.endpoint(i) for i in identities))
+    assert len(endpoints) == 200 and most == 7
+    # Waiting for a slot counts against the start timeout: a start never waits forever.
+    from services.kubepie.gateway.servers import StartFailed
+
+    class Slow(InstantBackend):
+        async def start(self, identity: Identity) -> Endpoint:
+            await asyncio.sleep(0.3)
+            return await super().start(identity)
+
+    slow = UserServers(Slow(), idle_timeout=0.0, start_timeout=0.5,  # type: ignore[arg-type]
+                       max_starting=1)
+    results = await asyncio.gather(*(slow.endpoint(i) for i in identities[:3]),
+                                   return_exceptions=True)
+    assert sum(isinstance(r, StartFailed) for r in results) >= 1
+    assert slow.start_failures >= 1
+    await servers.close()
+    await slow.close()
+
+
 async def test_file_server_starts_and_failed_starts_are_counted_for_the_alerts() -> None:
     """What deploy/metrics/alerts.yaml's KubepieFileServersFailToStart reads."""
     from prometheus_client import CollectorRegistry, generate_latest

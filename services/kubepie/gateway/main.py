@@ -54,7 +54,8 @@ async def _run(settings: GatewaySettings) -> int:
     backend, store, link_store = await _backend(settings)
     keys = AccessKeys(store, max_lifetime=settings.key_max_lifetime or None)
     servers = UserServers(backend, idle_timeout=settings.idle_timeout,
-                          start_timeout=settings.start_timeout)
+                          start_timeout=settings.start_timeout,
+                          max_starting=settings.max_starting)
     gateway = Gateway(
         authenticator=Authenticator(jwts=jwts, opaque=opaque, mapping=settings.claim_mapping,
                                     keys=keys, sessions=sessions),

@@ -47,8 +47,12 @@ class Backend(Protocol):
 
 
 class UserServers:
-    def __init__(self, backend: Backend, *, idle_timeout: float, start_timeout: float) -> None:
+    def __init__(self, backend: Backend, *, idle_timeout: float, start_timeout: float,
+                 max_starting: int = 20) -> None:
         self.backend = backend
+        # Starts in flight at once: a crowd of first requests (a course's 1,000 students at
+        # 9:00) reaches the backend, and the Kubernetes API server, this many at a time.
+        self._start_slots = asyncio.Semaphore(max_starting)
         self._idle_timeout = idle_timeout
         self._start_timeout = start_timeout
         self._running: dict[Identity, Endpoint] = {}
@@ -76,6 +80,10 @@ class UserServers:
             if users[0] == 0:
                 del self._starting[identity]
 
+    async def _start_in_slot(self, identity: Identity) -> Endpoint:
+        async with self._start_slots:  # waiting here counts against the start timeout
+            return await self.backend.start(identity)
+
     @property
     def starting(self) -> int:
         """Identities with a start in progress (the lock table's size)."""
@@ -90,7 +98,7 @@ class UserServers:
                         extra={"user": identity.username, "server": current.name})
         started = time.monotonic()
         try:
-            endpoint = await asyncio.wait_for(self.backend.start(identity),
+            endpoint = await asyncio.wait_for(self._start_in_slot(identity),
                                               self._start_timeout)
         except TimeoutError:
             self.start_failures += 1

@@ -83,6 +83,9 @@ class GatewaySettings(IdentitySettings):
                                                       "this long without requests")
     start_timeout: Duration = Field(120.0, description="longest wait for a file server "
                                                        "to become ready")
+    max_starting: int = Field(20, ge=1, le=1000, description="file servers started at once; "
+                              "more first requests wait (within KUBEPIE_START_TIMEOUT), so a "
+                              "crowd reaches the Kubernetes API this many at a time")
     authorize_reuse: DurationOrZero = Field(5.0, le=60.0, description="how long a proxy in front "
                                       "(nginx auth_request) may reuse an /_kubepie/authorize "
                                       "answer for the same credential (never past the "
