@@ -35,7 +35,8 @@ from services.metrics.quantities import parse_bytes
 from services.runtime import sidecar_urls
 from services.runtime.quantities import parse_spawner_bytes
 
-WALLTIME_TIMEOUT = 1.0
+# The longest wait for a sidecar (walltime, tokenhelper) on the same pod: the status bar polls.
+SIDECAR_TIMEOUT = 1.0
 
 
 @dataclass
@@ -148,7 +149,7 @@ class StatusReader:
         if not url:
             return None
         try:
-            async with sidecar_urls.async_client(url, timeout=WALLTIME_TIMEOUT) as client:
+            async with sidecar_urls.async_client(url, timeout=SIDECAR_TIMEOUT) as client:
                 body = (await client.get(sidecar_urls.http_url(url, "/healthz"))).json()
         except (httpx.HTTPError, ValueError):
             return {"state": "unavailable", "problem": "the token helper does not answer"}
@@ -163,7 +164,7 @@ class StatusReader:
         if url is None:
             return None
         try:
-            async with sidecar_urls.async_client(url, timeout=WALLTIME_TIMEOUT) as client:
+            async with sidecar_urls.async_client(url, timeout=SIDECAR_TIMEOUT) as client:
                 body: dict[str, Any] = (await client.get(
                     sidecar_urls.http_url(url, "/status"))).json()
             return body
@@ -175,7 +176,7 @@ class StatusReader:
         if url is None:
             return None
         try:
-            with sidecar_urls.client(url, timeout=WALLTIME_TIMEOUT) as client:
+            with sidecar_urls.client(url, timeout=SIDECAR_TIMEOUT) as client:
                 body: dict[str, Any] = client.get(sidecar_urls.http_url(url, "/status")).json()
             return body
         except (httpx.HTTPError, ValueError):
