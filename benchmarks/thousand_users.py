@@ -26,47 +26,18 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
-from aiohttp import web
-from joserfc import jwt
-from joserfc.jwk import RSAKey
 
 from tests.gateway import Gateway, remove, write_storage
+from tests.test_gateway_tokens import Issuer  # discovery + JWKS on loopback, signs tokens
 
 FIRST_UID = 20000
 
 
-class Issuer:
-    """Discovery and JWKS on loopback; signs each user's access token."""
-
-    def __init__(self) -> None:
-        self.key = RSAKey.generate_key(2048, parameters={"kid": "bench", "use": "sig"})
-        self.url = ""
-        self.runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/.well-known/openid-configuration", self._discovery)
-        app.router.add_get("/jwks", self._jwks)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def _discovery(self, _: web.Request) -> web.Response:
-        return web.json_response({"issuer": self.url, "jwks_uri": f"{self.url}/jwks"})
-
-    async def _jwks(self, _: web.Request) -> web.Response:
-        return web.json_response({"keys": [self.key.as_dict(private=False)]})
-
-    def token(self, index: int, audience: str) -> str:
-        now = int(time.time())
-        claims = {"iss": self.url, "aud": audience, "sub": f"user-{index}", "iat": now,
-                  "exp": now + 7200, "client_id": "bench", "scope": "openid",
-                  "preferred_username": f"u{index:04d}", "uidNumber": FIRST_UID + index,
-                  "gidNumber": FIRST_UID + index}
-        return jwt.encode({"alg": "RS256", "kid": "bench", "typ": "at+jwt"}, claims, self.key)
+def user_token(issuer: Issuer, index: int, audience: str) -> str:
+    """User ``index``'s access token: its own name and uid, valid for the whole run."""
+    return issuer.token(aud=audience, sub=f"user-{index}", exp=int(time.time()) + 7200,
+                        preferred_username=f"u{index:04d}", uidNumber=FIRST_UID + index,
+                        gidNumber=FIRST_UID + index)
 
 
 @dataclass
@@ -162,7 +133,7 @@ async def run(args: argparse.Namespace, root: Path) -> Results:
                 for position, index in enumerate(wave):
                     await asyncio.sleep(max(0.0, started + position / args.rate
                                             - time.monotonic()))
-                    token = issuer.token(index, gateway.url)
+                    token = user_token(issuer, index, gateway.url)
                     tasks.append(asyncio.create_task(
                         one_user(client, gateway.url, token, args.requests, results)))
                 await asyncio.gather(*tasks)

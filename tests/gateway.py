@@ -5,6 +5,7 @@ tests run as root (CI), so the kernel decides who may read what."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -12,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,3 +159,21 @@ def temp_root() -> Path:
 
 def remove(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_gateway(root: Path, extra_env: dict[str, str] | None = None
+                    ) -> Iterator[tuple[Gateway, OidcProvider]]:
+    """The local OIDC provider and a gateway in front of ``root``'s homes (opaque tokens
+    checked at userinfo); both stopped and ``root`` removed afterwards."""
+    provider = OidcProvider(root / "provider.log", token_max_age=3600)
+    provider.start()
+    gateway = Gateway(provider, root, {"KUBEPIE_OPAQUE_TOKENS": "userinfo",
+                                       **(extra_env or {})})
+    try:
+        gateway.start()
+        yield gateway, provider
+    finally:
+        gateway.stop()
+        provider.stop()
+        remove(root)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.fileserver import running_as_root
-from tests.gateway import Gateway, access_token, make_homes, remove, temp_root
+from tests.gateway import Gateway, access_token, make_homes, running_gateway, temp_root
 from tests.oidc import OidcProvider
 
 pytestmark = pytest.mark.slow
@@ -23,17 +23,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def setup() -> Iterator[tuple[Gateway, OidcProvider]]:
-    root = make_homes(temp_root())
-    provider = OidcProvider(root / "provider.log", token_max_age=3600)
-    provider.start()
-    gateway = Gateway(provider, root, {"KUBEPIE_OPAQUE_TOKENS": "userinfo"})
-    try:
-        gateway.start()
-        yield gateway, provider
-    finally:
-        gateway.stop()
-        provider.stop()
-        remove(root)
+    with running_gateway(make_homes(temp_root())) as served:
+        yield served
 
 
 def status_of(pid: int) -> dict[str, str]:

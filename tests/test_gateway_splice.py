@@ -20,8 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fileserver import running_as_root
-from tests.gateway import Gateway, access_token, make_homes, remove, temp_root
-from tests.oidc import OidcProvider
+from tests.gateway import Gateway, access_token, make_homes, running_gateway, temp_root
 
 pytestmark = pytest.mark.slow
 
@@ -38,17 +37,9 @@ def served() -> Iterator[tuple[Gateway, dict[str, str], dict[str, bytes]]]:
         (home / name).write_bytes(content)
         if running_as_root():
             os.chown(home / name, 1001, 1001)
-    provider = OidcProvider(root / "provider.log", token_max_age=3600)
-    provider.start()
-    gateway = Gateway(provider, root, {"KUBEPIE_OPAQUE_TOKENS": "userinfo"})
-    try:
-        gateway.start()
+    with running_gateway(root) as (gateway, provider):
         headers = {"Authorization": f"Bearer {access_token(provider, 'alice')}"}
         yield gateway, headers, files
-    finally:
-        gateway.stop()
-        provider.stop()
-        remove(root)
 
 
 def spliced_bytes(gateway: Gateway) -> float:
