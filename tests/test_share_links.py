@@ -24,7 +24,7 @@ import pytest
 
 from services.identity.claims import Identity
 from services.kubepie.gateway.links import ShareLink, token_hash
-from tests.gateway import Gateway, access_token, make_homes, remove, temp_root
+from tests.gateway import Gateway, access_token, make_homes, running_gateway, temp_root
 from tests.oidc import OidcProvider
 from tests.tools import require_tool
 
@@ -49,17 +49,8 @@ def served() -> Iterator[tuple[Gateway, OidcProvider]]:
             os.chown(path, 1001, 1001)
         for link in (shared / "escape.txt", shared / "inside"):
             os.lchown(link, 1001, 1001)
-    provider = OidcProvider(root / "provider.log", token_max_age=3600)
-    provider.start()
-    gateway = Gateway(provider, root, {"KUBEPIE_OPAQUE_TOKENS": "userinfo",
-                                       "KUBEPIE_LINK_MAX_LIFETIME": "2d"})
-    try:
-        gateway.start()
-        yield gateway, provider
-    finally:
-        gateway.stop()
-        provider.stop()
-        remove(root)
+    with running_gateway(root, {"KUBEPIE_LINK_MAX_LIFETIME": "2d"}) as served:
+        yield served
 
 
 def bearer(provider: OidcProvider, user: str = "alice") -> dict[str, str]:
