@@ -27,7 +27,7 @@ from types import SimpleNamespace
 
 import httpx
 
-from tests.gateway import Gateway, remove, write_storage
+from tests.gateway import Gateway, remove
 from tests.test_gateway_tokens import Issuer  # discovery + JWKS on loopback, signs tokens
 
 FIRST_UID = 20000
@@ -206,7 +206,6 @@ def main() -> int:
         for path in (home, home / "hello.txt"):
             os.chown(path, FIRST_UID + index, FIRST_UID + index)
         home.chmod(0o700)
-    write_storage(root)
     try:
         asyncio.run(run(args, root))
     finally:

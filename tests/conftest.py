@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.hub import Hub
-from tests.oidc import OidcProvider
+from tests.hub import Hub, running_hub, stop_all_servers
+from tests.oidc import OidcProvider, running_provider
 from tests.process_leaks import Tracker
 
 _tracker = Tracker()
@@ -36,11 +36,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     """One hub (with the walltime backstop service) shared by the integration tests."""
-    instance = Hub(tmp_path_factory.mktemp("hub"), backstop=True)
-    instance.start()
-    yield instance
-    _stop_all_servers(instance)
-    instance.stop()
+    with running_hub(tmp_path_factory.mktemp("hub"), backstop=True) as instance:
+        yield instance
 
 
 @pytest.fixture
@@ -51,23 +48,12 @@ def own_hub(tmp_path: Path) -> Iterator[Hub]:
     yield instance
     if instance.process and instance.process.poll() is not None:
         instance.start()
-    _stop_all_servers(instance)
+    stop_all_servers(instance)
     instance.stop()
-
-
-def _stop_all_servers(hub: Hub) -> None:
-    response = hub.api("GET", "/users", params={"state": "active"})
-    if response.status_code != 200:
-        return
-    for user in response.json():
-        for name in user.get("servers", {}):
-            hub.api("DELETE", hub.server_path(user["name"], name))
 
 
 @pytest.fixture
 def provider(tmp_path: Path) -> Iterator[OidcProvider]:
     """A fresh oidc-provider-mock (modules with a shared provider override this)."""
-    instance = OidcProvider(tmp_path / "provider.log")
-    instance.start()
-    yield instance
-    instance.stop()
+    with running_provider(tmp_path / "provider.log") as instance:
+        yield instance

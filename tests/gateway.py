@@ -23,7 +23,7 @@ import httpx
 from tests.fileserver import running_as_root
 from tests.glewlwyd import Glewlwyd
 from tests.hub import free_port
-from tests.oidc import USERS, OidcProvider
+from tests.oidc import USERS, OidcProvider, running_provider
 from tests.tools import VENV_BIN, stop_process, wait_http
 
 CLIENT_ID, CLIENT_SECRET = "kubepie", "kubepie-secret"
@@ -166,14 +166,14 @@ def running_gateway(root: Path, extra_env: dict[str, str] | None = None
                     ) -> Iterator[tuple[Gateway, OidcProvider]]:
     """The local OIDC provider and a gateway in front of ``root``'s homes (opaque tokens
     checked at userinfo); both stopped and ``root`` removed afterwards."""
-    provider = OidcProvider(root / "provider.log", token_max_age=3600)
-    provider.start()
-    gateway = Gateway(provider, root, {"KUBEPIE_OPAQUE_TOKENS": "userinfo",
-                                       **(extra_env or {})})
     try:
-        gateway.start()
-        yield gateway, provider
+        with running_provider(root / "provider.log", token_max_age=3600) as provider:
+            gateway = Gateway(provider, root, {"KUBEPIE_OPAQUE_TOKENS": "userinfo",
+                                               **(extra_env or {})})
+            try:
+                gateway.start()
+                yield gateway, provider
+            finally:
+                gateway.stop()
     finally:
-        gateway.stop()
-        provider.stop()
         remove(root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -214,3 +215,24 @@ def process_env(pid: int) -> dict[str, str]:
 
 def python() -> str:
     return sys.executable
+
+
+def stop_all_servers(hub: Hub) -> None:
+    response = hub.api("GET", "/users", params={"state": "active"})
+    if response.status_code != 200:
+        return
+    for user in response.json():
+        for name in user.get("servers", {}):
+            hub.api("DELETE", hub.server_path(user["name"], name))
+
+
+@contextlib.contextmanager
+def running_hub(state_dir: Path, **options: Any) -> Iterator[Hub]:
+    """A started hub; its servers and itself stopped afterwards."""
+    instance = Hub(state_dir, **options)
+    instance.start()
+    try:
+        yield instance
+    finally:
+        stop_all_servers(instance)
+        instance.stop()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,3 +82,14 @@ def auth_state_for(provider: OidcProvider, user: str) -> dict:
     return {"access_token": tokens["access_token"], "refresh_token": tokens["refresh_token"],
             "id_token": tokens.get("id_token"), "scope": tokens["scope"].split(),
             "token_response": tokens, "oauth_user": {"sub": user}}
+
+
+@contextlib.contextmanager
+def running_provider(log_path: Path, **options: Any) -> Iterator[OidcProvider]:
+    """A started oidc-provider-mock, stopped afterwards."""
+    instance = OidcProvider(log_path, **options)
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()

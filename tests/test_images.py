@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from tests.fileserver import open_folder
-from tests.hub import Hub, free_port, process_env, sidecar_get
-from tests.oidc import OidcProvider, log_in
+from tests.hub import Hub, free_port, process_env, running_hub, sidecar_get
+from tests.oidc import OidcProvider, log_in, running_provider
 from tests.podman import TARGETS, Images, build_all, image_config, podman, run_args, run_once
 from tests.test_fileserver_litmus import SUITES, SUMMARY
 from tests.tools import REPO, require_tool
@@ -42,21 +42,15 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    instance = OidcProvider(tmp_path_factory.mktemp("oidc") / "provider.log")
-    instance.start()
-    yield instance
-    instance.stop()
+    with running_provider(tmp_path_factory.mktemp("oidc") / "provider.log") as instance:
+        yield instance
 
 
 @pytest.fixture(scope="module")
 def oidc_hub(tmp_path_factory: pytest.TempPathFactory, provider: OidcProvider
              ) -> Iterator[Hub]:
-    hub = Hub(tmp_path_factory.mktemp("images-hub"), oidc_issuer=provider.issuer)
-    hub.start()
-    yield hub
-    for user in ("img-walltime", "img-token", "img-notebook"):
-        hub.api("DELETE", f"/users/{user}/server")
-    hub.stop()
+    with running_hub(tmp_path_factory.mktemp("images-hub"), oidc_issuer=provider.issuer) as hub:
+        yield hub
 
 
 class Container:

@@ -19,8 +19,7 @@ import httpx
 import pytest
 
 from services.hub.plan import LXCFS_FILES
-from tests.conftest import _stop_all_servers
-from tests.hub import Hub, process_env
+from tests.hub import Hub, process_env, running_hub
 from tests.kernel import run_in_kernel
 from tests.test_metrics_session import server_pid, status_url, user_token
 from tests.tools import in_ci, require_tool, stop_process
@@ -58,12 +57,9 @@ def lxcfs_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def lxcfs_hub(tmp_path_factory: pytest.TempPathFactory, lxcfs_dir: Path) -> Iterator[Hub]:
-    hub = Hub(tmp_path_factory.mktemp("lxcfs-hub"),
-              extra_env={"TEST_LXCFS_DIR": str(lxcfs_dir)})
-    hub.start()
-    yield hub
-    _stop_all_servers(hub)
-    hub.stop()
+    with running_hub(tmp_path_factory.mktemp("lxcfs-hub"),
+                     extra_env={"TEST_LXCFS_DIR": str(lxcfs_dir)}) as hub:
+        yield hub
 
 
 def test_every_file_the_hooks_mount_exists_in_lxcfs(lxcfs_dir: Path) -> None:

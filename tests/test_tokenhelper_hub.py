@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from services.hub.hooks import token_note, tokenhelper_scopes
-from tests.hub import Hub, process_env, secret_file, sidecar_get, sidecar_url
-from tests.oidc import OidcProvider, log_in
+from tests.hub import Hub, process_env, running_hub, secret_file, sidecar_get, sidecar_url
+from tests.oidc import OidcProvider, log_in, running_provider
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.slow
@@ -22,21 +22,15 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    instance = OidcProvider(tmp_path_factory.mktemp("oidc") / "provider.log")
-    instance.start()
-    yield instance
-    instance.stop()
+    with running_provider(tmp_path_factory.mktemp("oidc") / "provider.log") as instance:
+        yield instance
 
 
 @pytest.fixture(scope="module")
 def oidc_hub(tmp_path_factory: pytest.TempPathFactory, provider: OidcProvider
              ) -> Iterator[Hub]:
-    hub = Hub(tmp_path_factory.mktemp("oidc-hub"), oidc_issuer=provider.issuer)
-    hub.start()
-    yield hub
-    for user in ("alice", "bob"):
-        hub.api("DELETE", f"/users/{user}/server")
-    hub.stop()
+    with running_hub(tmp_path_factory.mktemp("oidc-hub"), oidc_issuer=provider.issuer) as hub:
+        yield hub
 
 
 def helper_pid(hub: Hub, user: str) -> int:

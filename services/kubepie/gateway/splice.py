@@ -82,7 +82,7 @@ async def splice(source: int, target: int, count: int, *,
     moved, in_pipe = 0, 0
     try:
         while moved < count:
-            if in_pipe == 0 or moved + in_pipe < count:
+            if moved + in_pipe < count:  # more to take in (always so with an empty pipe)
                 try:
                     got = os.splice(source, write_end,
                                     min(count - moved - in_pipe, PIPE_SIZE), flags=FLAGS)

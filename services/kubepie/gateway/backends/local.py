@@ -143,8 +143,7 @@ class LocalBackend:
             raise StartFailed(f"none of {identity.username}'s folders exist")
         port, token = _free_port(), secrets.token_urlsafe(32)
         token_file = self._tokens / f"token-{port}"
-        token_file.touch(mode=0o600)
-        token_file.write_text(token)
+        await asyncio.to_thread(_write_private, token_file, token)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                "FILESERVER_MOUNTS": ",".join(f"{n}={f}" for n, f, _ in mounts),
                "FILESERVER_READ_ONLY": ",".join(n for n, _, read_only in mounts if read_only),
@@ -213,6 +212,13 @@ class LocalBackend:
         return found
 
 
+
+
+def _write_private(path: Path, text: str) -> None:
+    """``text`` into a new file only this process's user can read."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def _free_port() -> int:
