@@ -11,7 +11,7 @@ demo: setup
 	$(BIN)/jupyterhub-sidecars demo
 
 lint: setup
-	$(BIN)/ruff check services tests benchmarks
+	$(BIN)/ruff check services harness tests benchmarks
 	$(BIN)/mypy
 
 test: lint

@@ -24,10 +24,10 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.webdav_peers import curl
-from tests.fileserver import Fileserver
-from tests.gateway import Gateway, access_token
-from tests.nginx_front import NginxFront
-from tests.oidc import OidcProvider
+from harness.fileserver import Fileserver
+from harness.gateway import Gateway, access_token
+from harness.nginx_front import NginxFront
+from harness.oidc import OidcProvider
 
 UID = 1001
 

@@ -28,11 +28,11 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
+from harness.cgroup_tree import Container, Pod, build_node, pod_json
 from services.metrics.cgroups import parse_flat_keyed, parse_pressure
 from services.metrics.exporter import render
 from services.metrics.kube_source import KubernetesSource
 from services.metrics.pods import PodIndex
-from tests.cgroup_tree import Container, Pod, build_node, pod_json
 
 INTERVAL = 15.0
 

@@ -1,6 +1,6 @@
 """What the hooks cost at spawn and stop on Kubernetes: API requests and milliseconds.
 
-A real KubeSpawner starts and stops pods against the Kubernetes API double (tests/kube_api.py,
+A real KubeSpawner starts and stops pods against the Kubernetes API double (harness/kube_api.py,
 the kubelet reports each pod running at once), N times without our hooks and N times with
 them (the user's identity, walltime and tokenhelper sidecars, the server's Secret), in
 alternating rounds. Printed: the API requests per spawn+stop by kind, and the medians.
@@ -25,14 +25,14 @@ from kubespawner import KubeSpawner
 from kubespawner.clients import load_config
 from traitlets.config import Config
 
+from harness.kube_api import KubeApi
+from harness.pod_plan import NOTEBOOK_TOKEN, full_plan
 from services.hub.hooks import (
     PLAN_ATTRIBUTE,
     after_pod_created_hook,
     delete_server_secret,
     modify_pod_hook,
 )
-from tests.kube_api import KubeApi
-from tests.test_kubespawner_pod import NOTEBOOK_TOKEN, full_plan
 
 
 async def _kubelet(api: KubeApi, pod: dict[str, Any]) -> None:

@@ -27,8 +27,8 @@ from types import SimpleNamespace
 
 import httpx
 
-from tests.gateway import Gateway, remove
-from tests.test_gateway_tokens import Issuer  # discovery + JWKS on loopback, signs tokens
+from harness.gateway import Gateway, remove
+from harness.issuer import Issuer  # discovery + JWKS on loopback, signs tokens
 
 FIRST_UID = 20000
 

@@ -24,9 +24,9 @@ import aiohttp
 import httpx
 import nacl.bindings as sodium
 
+from harness.hub import Hub, process_env
+from harness.oidc import OidcProvider, log_in
 from services.tokenhelper.agent_socket import decrypt, encrypt
-from tests.hub import Hub, process_env
-from tests.oidc import OidcProvider, log_in
 
 REQUEST = '{"request":"access_token","account":"bench","min_valid_period":0}'
 

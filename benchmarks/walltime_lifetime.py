@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from tests.hub import Hub
+from harness.hub import Hub
 
 LIMIT = 60
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.hub import Hub, running_hub, stop_all_servers
-from tests.oidc import OidcProvider, running_provider
-from tests.process_leaks import Tracker
+from harness.hub import Hub, running_hub, stop_all_servers
+from harness.oidc import OidcProvider, running_provider
+from harness.process_leaks import Tracker
 
 _tracker = Tracker()
 

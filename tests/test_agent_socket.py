@@ -11,11 +11,11 @@ from pathlib import Path
 import nacl.bindings as sodium
 import pytest
 
+from harness.tools import require_tool
 from services.tokenhelper.agent_socket import AgentSocket, decrypt, encrypt
 from services.tokenhelper.broker import TokenUnavailable
 from services.tokenhelper.narrowing import Narrowing
 from services.tokenhelper.tokens import AccessToken
-from tests.tools import require_tool
 
 
 class Broker:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.tools import REPO, require_tool
+from harness.tools import REPO, require_tool
 
 RULES = REPO / "deploy" / "metrics" / "prometheus" / "alerts.rules.yml"
 FIXTURES = REPO / "tests" / "promtool" / "alerts_test.yml"

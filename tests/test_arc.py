@@ -10,8 +10,8 @@ from pathlib import Path
 from aiohttp import web
 from cryptography import x509
 
+from harness.tools import require_tool
 from services.tokenhelper.arc import profile_snippet, write_placeholder
-from tests.tools import require_tool
 
 
 def test_placeholder_is_created_once_with_strict_modes(tmp_path: Path) -> None:

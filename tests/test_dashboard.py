@@ -16,18 +16,18 @@ import httpx
 import pytest
 import yaml
 
+from harness.cgroup_tree import build_node, pod_json
+from harness.gateway import Gateway, remove, temp_root
+from harness.hub import Hub, free_port
+from harness.oidc import OidcProvider
+from harness.sample_node import NODE, nvml, user_pods
+from harness.tools import REPO, require_tool, stop_process
 from services.metrics import dashboard
 from services.metrics.gpu import GpuReader
 from services.metrics.kube_source import KubernetesSource
 from services.metrics.main import _serve
 from services.metrics.pods import PodIndex
 from services.metrics.settings import AgentSettings
-from tests.cgroup_tree import build_node, pod_json
-from tests.gateway import Gateway, remove, temp_root
-from tests.hub import Hub, free_port
-from tests.oidc import OidcProvider
-from tests.test_metrics_agent import NODE, nvml, user_pods
-from tests.tools import REPO, require_tool, stop_process
 
 pytestmark = pytest.mark.slow
 

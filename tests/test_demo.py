@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,33 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.fileserver import open_folder
+from harness.hub import free_demo_port, process_env, wait_sidecar
+from harness.oidc import log_in
+from harness.tools import REPO, VENV_BIN, require_tool, wait_http
 from services.demo.kubepie import fresh_key
 from services.demo.main import DEMO_USERS
-from tests.fileserver import open_folder
-from tests.hub import process_env, wait_sidecar
-from tests.oidc import log_in
-from tests.tools import REPO, VENV_BIN, require_tool, wait_http
 
 pytestmark = pytest.mark.slow
-
-OFFSETS = (0, 1, 81, 766, 768, 780, 1400)  # hub, proxy API, hub API, backstop, metrics,
-#                                           kubepie gateway, OIDC provider
-
-
-def free_base_port() -> int:
-    for base in range(21000, 40000, 1500):
-        ports_free = True
-        for offset in OFFSETS:
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", base + offset))
-                except OSError:
-                    ports_free = False
-                    break
-        if ports_free:
-            return base
-    raise RuntimeError("no free ports for the demo")
-
 
 def test_demo_starts_logs_in_through_oidc_and_equips_the_server(tmp_path: Path) -> None:
     with open_folder() as state:  # reachable by the users' uids when CI runs as root
@@ -47,7 +27,7 @@ def test_demo_starts_logs_in_through_oidc_and_equips_the_server(tmp_path: Path) 
 
 
 def _run_demo(tmp_path: Path, state: Path) -> None:
-    port = free_base_port()
+    port = free_demo_port()
     output = tmp_path / "demo.log"
     env = {**os.environ, "PATH": f"{VENV_BIN}:{REPO / 'node_modules' / '.bin'}:"
                                  f"{os.environ['PATH']}"}

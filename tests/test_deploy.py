@@ -13,12 +13,12 @@ import pytest
 import yaml
 from traitlets.config import Config
 
+from harness.network_policy import egress_to_address_allowed
+from harness.tools import REPO, require_tool
 from services.hub import hooks
 from services.hub.profiles import slug_of, walltime_of
 from services.runtime.settings import env_name
 from services.walltime.settings import BackstopSettings
-from tests.network_policy import egress_to_address_allowed
-from tests.tools import REPO, require_tool
 
 VALUES = REPO / "deploy" / "jupyterhub" / "values.yaml"
 SCHEMAS = [REPO / "deploy" / "jupyterhub" / "z2jh-values.schema.yaml",

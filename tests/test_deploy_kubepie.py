@@ -10,13 +10,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from harness.network_policy import PodRef, ingress_allowed
+from harness.tools import REPO, manifests
 from services.kubepie.gateway.backends.podspec import APP_LABEL
 from services.kubepie.gateway.settings import GatewaySettings
 from services.kubepie.webhook.settings import WebhookSettings
 from services.runtime.settings import env_name
 from services.storage.definition import StorageDefinition
-from tests.network_policy import PodRef, ingress_allowed
-from tests.tools import REPO, manifests
 
 FOLDER = REPO / "deploy" / "kubepie"
 CRD_KINDS = {"Issuer", "Certificate"}  # cert-manager's; not in the Kubernetes schemas
@@ -68,7 +68,7 @@ def test_rbac_stays_in_the_namespace_and_covers_what_the_gateway_calls() -> None
 
 
 def test_file_servers_accept_only_the_gateway_and_the_nginx_front() -> None:
-    """Judged with NetworkPolicy's own semantics (tests/network_policy.py) against the
+    """Judged with NetworkPolicy's own semantics (harness/network_policy.py) against the
     pods' real labels: the gateway and nginx pods labelled for file access (auth_request
     mode streams to file servers directly) get in; nothing else does."""
     policies = [d for d in every() if d["kind"] == "NetworkPolicy"]

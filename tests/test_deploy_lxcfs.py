@@ -9,8 +9,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from harness.tools import REPO, manifests
 from services.hub.plan import LXCFS_FILES
-from tests.tools import REPO, manifests
 
 FOLDER = REPO / "deploy" / "lxcfs"
 

@@ -9,9 +9,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from harness.tools import REPO, manifests
 from services.metrics.settings import DEFAULT_PORT, AgentSettings
 from services.runtime.settings import env_name
-from tests.tools import REPO, manifests
 
 FOLDER = REPO / "deploy" / "metrics"
 

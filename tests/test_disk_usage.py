@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.tools import in_ci, require_tool
 from services.metrics.disk import (
     DiskReader,
     Mount,
@@ -34,7 +35,6 @@ from services.metrics.disk import (
 )
 from services.metrics.status import StatusReader, disk_reader
 from services.metrics.usage_command import render
-from tests.tools import in_ci, require_tool
 
 MIB = 2**20
 

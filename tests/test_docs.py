@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.tools import REPO
 from services.contract import GPU_LIMIT_ENV, USAGE_SCOPE_ENV
 from services.hub.hooks import Sidecars
 from services.kubepie.fileserver.settings import FileserverSettings
@@ -13,7 +14,6 @@ from services.metrics.settings import AgentSettings
 from services.runtime.settings import env_name, flag_name
 from services.tokenhelper.settings import TokenhelperSettings
 from services.walltime.settings import BackstopSettings, SidecarSettings
-from tests.tools import REPO
 
 README = (REPO / "README.md").read_text()
 REFERENCE = (REPO / "docs" / "configuration.md").read_text()

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fileserver import Fileserver, hand_over, open_folder, serving_uid
-from tests.tools import require_tool
+from harness.fileserver import Fileserver, hand_over, open_folder, serving_uid
+from harness.tools import require_tool
 
 pytestmark = pytest.mark.slow
 

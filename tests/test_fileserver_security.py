@@ -11,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.fileserver import NOBODY, Fileserver, hand_over, open_folder, running_as_root
-from tests.tools import VENV_BIN, in_ci
+from harness.fileserver import (
+    NOBODY,
+    TRAVERSALS,
+    Fileserver,
+    hand_over,
+    open_folder,
+    running_as_root,
+)
+from harness.tools import VENV_BIN, in_ci
 
 pytestmark = pytest.mark.slow
 
@@ -54,13 +61,6 @@ def request(server: Fileserver, method: str, target: str, body: bytes | None = N
         connection.close()
 
 
-TRAVERSALS = [
-    "/home/../secret.txt", "/home/../../etc/passwd", "/home/%2e%2e/secret.txt",
-    "/home/%2E%2E/%2e%2e/etc/passwd", "/home/..%2fsecret.txt", "/home/sub%2f..%2f..%2fsecret.txt",
-    "/home/%2e%2e%2fsecret.txt", "/home/a%00b", "/home/%00", "/home/%c0%ae%c0%ae/secret.txt",
-    "/home/%c0%af..%c0%afsecret.txt", "/home/%e0%80%ae%e0%80%ae/secret.txt", "/home/%ff",
-    "/home/./../secret.txt", "/home/sub/#/../../secret.txt",
-]
 
 
 @pytest.mark.parametrize("target", TRAVERSALS)

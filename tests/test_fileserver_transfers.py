@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fileserver import Fileserver, hand_over, open_folder
+from harness.fileserver import Fileserver, hand_over, open_folder
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway import Gateway, make_homes, remove, temp_root
-from tests.oidc import OidcProvider
-from tests.tools import REPO, require_tool
+from harness.gateway import Gateway, make_homes, remove, temp_root
+from harness.oidc import OidcProvider
+from harness.tools import REPO, require_tool
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = REPO / "test-artifacts" / "gateway"

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fileserver import running_as_root
-from tests.gateway import Gateway, access_token, make_homes, running_gateway, temp_root
-from tests.oidc import OidcProvider
+from harness.fileserver import running_as_root
+from harness.gateway import Gateway, access_token, make_homes, running_gateway, temp_root
+from harness.oidc import OidcProvider
 
 pytestmark = pytest.mark.slow
 

@@ -23,18 +23,18 @@ import pytest
 import yaml
 from joserfc.jwk import ECKey
 
+from harness.gateway import Gateway, access_token, make_homes, remove, temp_root
+from harness.hub import free_port
+from harness.kube_api import KubeApi, role_rules
+from harness.kubelet import Kubelet
+from harness.oidc import OidcProvider
+from harness.tls import serving_certificate
+from harness.tools import REPO, VENV_BIN
 from services.identity.claims import Identity
 from services.kubepie.gateway.accesskeys import AccessKeys
 from services.kubepie.gateway.backends.kube_keys import SecretKeyStore
 from services.kubepie.pod_identity import ANNOTATION, generate_key, sign
 from services.kubepie.webhook.admission import review
-from tests.gateway import Gateway, access_token, make_homes, remove, temp_root
-from tests.hub import free_port
-from tests.kube_api import KubeApi, role_rules
-from tests.kubelet import Kubelet
-from tests.oidc import OidcProvider
-from tests.tls import serving_certificate
-from tests.tools import REPO, VENV_BIN
 
 pytestmark = pytest.mark.slow
 NAMESPACE = "kubepie"

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.gateway import Gateway, access_token, remove, temp_root, write_storage
-from tests.oidc import OidcProvider
+from harness.gateway import Gateway, access_token, remove, temp_root, write_storage
+from harness.oidc import OidcProvider
 
 pytestmark = pytest.mark.slow
 USERS = [{"sub": f"load{n:02d}", "preferred_username": f"load{n:02d}", "uidNumber": 3000 + n,

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from harness.gateway import Gateway, access_token, make_homes, remove, temp_root
+from harness.nginx_front import NginxFront
+from harness.oidc import OidcProvider
 from services.identity.claims import Identity
 from services.kubepie.gateway.accesskeys import AccessKeys, SqliteKeyStore
-from tests.gateway import Gateway, access_token, make_homes, remove, temp_root
-from tests.nginx_front import NginxFront
-from tests.oidc import OidcProvider
 
 pytestmark = pytest.mark.slow
 

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from joserfc.jwk import RSAKey
 
-from tests.gateway import (
+from harness.gateway import (
     CLIENT_ID,
     Gateway,
     access_token,
@@ -37,9 +37,9 @@ from tests.gateway import (
     tokens_for,
     unb64,
 )
-from tests.glewlwyd import Glewlwyd
-from tests.oidc import USERS, OidcProvider
-from tests.tools import VENV_BIN, in_ci
+from harness.glewlwyd import Glewlwyd
+from harness.oidc import USERS, OidcProvider
+from harness.tools import VENV_BIN, in_ci
 
 TOKEN_LIFETIME = 8  # seconds: short, so that expiry is tested without a long wait
 Served = tuple[Gateway, Glewlwyd]

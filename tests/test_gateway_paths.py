@@ -12,21 +12,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import http.client
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.fileserver import TRAVERSALS, Fileserver, running_as_root
+from harness.gateway import Gateway, make_homes, remove, temp_root
+from harness.litmus import run_litmus
+from harness.oidc import OidcProvider
 from services.identity.claims import Identity
 from services.kubepie.gateway.accesskeys import AccessKeys, SqliteKeyStore
-from tests.fileserver import Fileserver, running_as_root
-from tests.gateway import Gateway, make_homes, remove, temp_root
-from tests.oidc import OidcProvider
-from tests.test_fileserver_litmus import SUITES, SUMMARY
-from tests.test_fileserver_security import TRAVERSALS
-from tests.tools import require_tool
 
 pytestmark = pytest.mark.slow
 
@@ -118,17 +114,5 @@ def test_litmus_through_the_gateway_with_an_access_key(
     """Every suite, every test passed, and not one warning (a ``#`` in a DELETE's target
     once reached the file server without it: "DELETE removed collection resource …")."""
     gateway, _, key = sides
-    litmus = require_tool("litmus")
     key_id, secret = key.split(":", 1)
-    result = subprocess.run([litmus, "-k", f"{gateway.url}/home/", key_id, secret],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            check=False, env={**os.environ, "HOME": str(tmp_path)})
-    output = result.stdout.replace("\r", "\n")
-    summaries = {m.group(1): (int(m.group(2)), int(m.group(3)), int(m.group(4)))
-                 for m in SUMMARY.finditer(output)}
-    report = "\n".join(line for line in output.splitlines()
-                       if "FAIL" in line or "WARNING" in line or "SKIPPED" in line)
-    assert set(summaries) == set(SUITES), output[-3000:]
-    for suite, size in SUITES.items():
-        assert summaries[suite] == (size, size, 0), f"{suite}: {summaries[suite]}\n{report}"
-    assert "WARNING" not in output, report
+    run_litmus(f"{gateway.url}/home/", tmp_path, key_id, secret).assert_all_passed()

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fileserver import running_as_root
-from tests.gateway import Gateway, access_token, make_homes, running_gateway, temp_root
+from harness.fileserver import running_as_root
+from harness.gateway import Gateway, access_token, make_homes, running_gateway, temp_root
 
 pytestmark = pytest.mark.slow
 

@@ -18,9 +18,9 @@ import aiohttp
 import httpx
 import pytest
 
+from harness.hub import Hub, process_env, sidecar_get, sidecar_url
 from services.metrics.activity import mark_activity, reasons_active
 from services.walltime.idle import IdleClock
-from tests.hub import Hub, process_env, sidecar_get, sidecar_url
 
 pytestmark = pytest.mark.slow
 LIMIT = 40.0

@@ -1,6 +1,6 @@
 """The images built from deploy/images/ and run the way Kubernetes runs them.
 
-Every target of the Dockerfile is built offline (tests/podman.py: a debootstrapped Debian
+Every target of the Dockerfile is built offline (harness/podman.py: a debootstrapped Debian
 base, stand-ins for the hub and notebook bases, a wheelhouse from the host), then run as its
 non-root user with a read-only root filesystem and every capability dropped: the sidecars
 image runs walltime and tokenhelper against a real JupyterHub, the file server image passes
@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fileserver import open_folder
-from tests.hub import Hub, free_port, process_env, running_hub, sidecar_get
-from tests.oidc import OidcProvider, log_in, running_provider
-from tests.podman import TARGETS, Images, build_all, image_config, podman, run_args, run_once
-from tests.test_fileserver_litmus import SUITES, SUMMARY
-from tests.tools import REPO, require_tool
+from harness.fileserver import open_folder
+from harness.hub import Hub, free_port, process_env, running_hub, sidecar_get
+from harness.litmus import run_litmus
+from harness.oidc import OidcProvider, log_in, running_provider
+from harness.podman import TARGETS, Images, build_all, image_config, podman, run_args, run_once
+from harness.tools import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -186,7 +185,6 @@ def test_sidecars_image_runs_tokenhelper_against_the_real_hub_and_provider(
 
 
 def test_fileserver_image_passes_litmus(images: Images, tmp_path: Path) -> None:
-    litmus = require_tool("litmus")
     port = free_port()
     with open_folder() as folder:
         os.chown(folder, 65534, 65534)
@@ -195,14 +193,8 @@ def test_fileserver_image_passes_litmus(images: Images, tmp_path: Path) -> None:
                         mounts={str(folder): "/data/home:rw"}, user=NOBODY)
         with Container(args) as container:
             container.wait(f"http://127.0.0.1:{port}", "/healthz")
-            result = subprocess.run([litmus, "-k", f"http://127.0.0.1:{port}/home/"],
-                                    cwd=tmp_path, capture_output=True, text=True,
-                                    timeout=300, check=False)
-            output = result.stdout.replace("\r", "\n")
-            summaries = {m.group(1): (int(m.group(2)), int(m.group(3)), int(m.group(4)))
-                         for m in SUMMARY.finditer(output)}
-            assert summaries == {suite: (n, n, 0) for suite, n in SUITES.items()}, \
-                output[-3000:] + container.logs()[-3000:]
+            litmus = run_litmus(f"http://127.0.0.1:{port}/home/", tmp_path)
+            litmus.assert_all_passed(context="\n" + container.logs()[-3000:])
             assert "Traceback" not in container.logs()
 
 

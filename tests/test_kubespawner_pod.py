@@ -18,51 +18,23 @@ from kubernetes_asyncio.config import kube_config
 from kubespawner import KubeSpawner
 from traitlets.config import Config
 
+from harness.pod_plan import (
+    CREDENTIALS,
+    KUBECONFIG,
+    NOTEBOOK_TOKEN,
+    full_plan,
+)
 from services.contract import SECRET_MOUNT_ROOT
 from services.hub.config import Sidecars
 from services.hub.hooks import (
     PLAN_ATTRIBUTE,
-    add_tokenhelper_sidecar,
-    add_walltime,
     cpu_limit_of,
-    describe_for_metrics,
     modify_pod_hook,
     thread_env,
 )
-from services.hub.plan import SidecarPlan, UserSession
+from services.hub.plan import SidecarPlan
 from services.hub.pod import secret_manifest
-from services.identity.claims import ClaimMapping
-from services.identity.nss import entries_for
 from services.metrics.pods import pod_info
-from services.storage.definition import StorageDefinition
-
-TOKEN = "0123456789abcdef0123456789abcdef"
-HELPER_TOKEN = "helper-token-fedcba9876543210"
-CLIENT_SECRET = "client-secret-0011223344"
-NOTEBOOK_TOKEN = "notebook-token-aabbccddeeff"
-CREDENTIALS = (TOKEN, HELPER_TOKEN, CLIENT_SECRET, NOTEBOOK_TOKEN)
-
-# KubeSpawner loads a kube config when created; this one points nowhere and is never used.
-KUBECONFIG = """
-apiVersion: v1
-kind: Config
-clusters: [{name: none, cluster: {server: "https://127.0.0.1:9"}}]
-users: [{name: none, user: {token: none}}]
-contexts: [{name: none, context: {cluster: none, user: none, namespace: jhub}}]
-current-context: none
-"""
-STORAGE = StorageDefinition.parse({
-    "volumes": [{"name": "homes", "nfs": {"server": "nfs.example.org", "path": "/export/home"}},
-                {"name": "groups", "nfs": {"server": "nfs.example.org",
-                                           "path": "/export/groups"}},
-                {"name": "data", "persistentVolumeClaim": {"claimName": "beamline-data"}}],
-    "mounts": [{"name": "home", "volume": "homes", "subPath": "{username}",
-                "path": "/home/{username}"},
-               {"name": "data", "volume": "data", "readOnly": True}],
-    "groupMounts": {"volume": "groups", "subPath": "{group}"}})
-MAPPING = ClaimMapping(group_gids={"xray": 5000})
-ALICE = MAPPING.identity({"preferred_username": "alice", "uidNumber": 2101, "gidNumber": 2101,
-                          "groups": "xray,other"})
 
 
 @pytest.fixture(autouse=True)
@@ -70,30 +42,6 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     path = tmp_path_factory.getbasetemp() / "kubeconfig"
     path.write_text(KUBECONFIG)
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
-
-
-STARTED = datetime(2026, 11, 22, 10, 0, 0)  # the hub's database keeps naive UTC
-
-
-def full_plan(tokenhelper: bool = True, session: bool = True) -> SidecarPlan:
-    """What the pre-spawn hook plans for alice: walltime, tokenhelper, her own identity."""
-    plan = SidecarPlan()
-    add_walltime(plan, api_url="http://hub:8081/hub/api", user="alice", server_name="gpu",
-                 limit=1800, warn="10m,1m", token=TOKEN, port=8765)
-    describe_for_metrics(plan, {"display_name": "A100 10G", "slug": "a100-10g"}, 1800,
-                         STARTED)
-    if tokenhelper:
-        plan.secrets["client-secret"] = CLIENT_SECRET
-        add_tokenhelper_sidecar(
-            plan, api_url="http://hub:8081/hub/api", user="alice", token=HELPER_TOKEN,
-            issuer="https://idp.example.org/realms/facility", client_id="jupyterhub",
-            run_dir="/run/sidecars", uid=2101, port=8767, min_valid="60s", write_back=False)
-    if session:
-        folders = STORAGE.folders(ALICE)
-        plan.session = UserSession(ALICE, entries_for(ALICE, MAPPING.group_gids,
-                                                      "/home/alice"),
-                                   STORAGE, folders, "/home/alice")
-    return plan
 
 
 async def manifest(plan: SidecarPlan | None = None, **spawner_config: Any) -> dict[str, Any]:
@@ -345,7 +293,7 @@ async def test_the_notebook_pods_credentials_are_readable_by_the_sidecar_that_re
     """The pod the hooks make: each sidecar runs as its own uid (the tokenhelper as the
     user's) and reads its credentials from a projected volume of its own."""
     pod = (await manifest(full_plan()))["spec"]
-    from tests.test_deploy_mounts import problems
+    from harness.volume_access import problems
     assert problems(pod, image_uid=1000) == []
     readers = {m["name"]: c["name"] for c in pod["containers"]
                for m in c.get("volumeMounts", []) if m["name"].startswith("sidecars-secrets-")}
@@ -373,8 +321,8 @@ async def test_a_metrics_port_serves_metrics_and_nothing_else() -> None:
     from aiohttp import web
     from prometheus_client import CollectorRegistry, Counter
 
+    from harness.hub import free_port
     from services.runtime.webapp import make_app, run_service
-    from tests.hub import free_port
 
     registry = CollectorRegistry()
     Counter("jupyterhub_sidecars_example", "An example.", registry=registry).inc()

@@ -22,14 +22,14 @@ from kubespawner import KubeSpawner
 from kubespawner.clients import load_config
 from traitlets.config import Config
 
+from harness.kube_api import KubeApi
+from harness.pod_plan import CREDENTIALS, NOTEBOOK_TOKEN, full_plan
 from services.hub.hooks import (
     PLAN_ATTRIBUTE,
     after_pod_created_hook,
     delete_server_secret,
     modify_pod_hook,
 )
-from tests.kube_api import KubeApi
-from tests.test_kubespawner_pod import CREDENTIALS, NOTEBOOK_TOKEN, full_plan
 
 pytestmark = pytest.mark.slow
 NAMESPACE = "jhub"

@@ -12,8 +12,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from harness.tools import REPO, manifests, require_tool
 from services.storage.definition import StorageDefinition
-from tests.tools import REPO, manifests, require_tool
 
 DEPLOY = REPO / "deploy"
 BASES = ["kubepie", "metrics", "metrics/operator", "lxcfs"]

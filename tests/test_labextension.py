@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.tools import REPO, require_tool
+from harness.tools import REPO, require_tool
 
 SOURCE = REPO / "labextension"
 

@@ -18,11 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.hub import Hub, process_env, running_hub, server_pid, status_url, user_token
+from harness.kernel import run_in_kernel
+from harness.tools import in_ci, require_tool, stop_process
 from services.hub.plan import LXCFS_FILES
-from tests.hub import Hub, process_env, running_hub
-from tests.kernel import run_in_kernel
-from tests.test_metrics_session import server_pid, status_url, user_token
-from tests.tools import in_ci, require_tool, stop_process
 
 pytestmark = pytest.mark.slow
 

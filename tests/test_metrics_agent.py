@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,50 +22,25 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.metrics.exporter import render
-from services.metrics.gpu import GpuReader
-from services.metrics.kube_source import KubernetesSource
-from services.metrics.pods import PodIndex
-from services.runtime.kube_watch import PodWatcher
-from tests.cgroup_tree import (
+from harness.cgroup_tree import (
     MIB,
-    Container,
     Pod,
     build_node,
     build_node_v1,
     pod_dir,
     pod_json,
 )
-from tests.hub import free_port
-from tests.kube_api import KubeApi, role_rules
-from tests.nvml_double import FakeGpu, NvmlDouble
-from tests.tools import REPO, VENV_BIN, require_tool, wait_http
+from harness.hub import free_port
+from harness.kube_api import KubeApi, role_rules
+from harness.sample_node import DEADLINE, NODE, nvml, user_pods
+from harness.tools import REPO, VENV_BIN, require_tool, wait_http
+from services.metrics.exporter import render
+from services.metrics.gpu import GpuReader
+from services.metrics.kube_source import KubernetesSource
+from services.metrics.pods import PodIndex
+from services.runtime.kube_watch import PodWatcher
 
 P = "jupyterhub_sidecars_"
-NODE = "node-1"
-DEADLINE = datetime.now(UTC) + timedelta(minutes=28)
-
-
-def user_pods() -> list[Pod]:
-    alice = Pod("alice", containers=[
-        Container("notebook", memory_current=450 * MIB, inactive_file=50 * MIB,
-                  memory_max=51200 * MIB),
-        Container("walltime", memory_current=30 * MIB, inactive_file=0, memory_max=64 * MIB)],
-        annotations={"jupyterhub-sidecars/profile": "a100-10g",
-                     "jupyterhub-sidecars/walltime-limit-seconds": "1800",
-                     "jupyterhub-sidecars/walltime-deadline": DEADLINE.isoformat()})
-    bob = Pod("bob@example.org", server="gpu", qos="guaranteed", containers=[
-        Container("notebook", memory_current=2000 * MIB, inactive_file=0, memory_max=4096 * MIB,
-                  gpu_limit_units=10, pids=[4242])])
-    return [alice, bob]
-
-
-def nvml() -> NvmlDouble:
-    gpu = FakeGpu(name="NVIDIA A100-SXM4-40GB", total=40 * 2**30, used=1500 * 10**6,
-                  processes=[(4242, 1164 * 10**6), (9999, 300 * 10**6)])
-    return NvmlDouble([gpu])
-
-
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     found = {}
     for family in text_string_to_metric_families(text):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.tools import in_ci
 from services.metrics.cgroups import own_cgroup, read_v1, read_v2
 from services.metrics.status import StatusReader
-from tests.tools import in_ci
 
 ALLOCATE = 300 * 10**6
 CHILD = f"""

@@ -9,6 +9,8 @@ from pathlib import Path
 import pynvml
 import pytest
 
+from harness.cgroup_tree import MIB, Container, Pod, build_node, write_container
+from harness.nvml_double import FakeGpu, NvmlDouble
 from services.metrics.cgroups import (
     own_cgroup,
     parse_cpu_max,
@@ -20,8 +22,6 @@ from services.metrics.cgroups import (
 from services.metrics.gpu import GpuReader
 from services.metrics.podmap import container_id_of, pod_uid_of, scan
 from services.metrics.quantities import parse_bytes, parse_per_unit
-from tests.cgroup_tree import MIB, Container, Pod, build_node, write_container
-from tests.nvml_double import FakeGpu, NvmlDouble
 
 
 def test_v2_container_figures_come_from_the_right_files(tmp_path: Path) -> None:

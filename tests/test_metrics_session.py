@@ -13,29 +13,13 @@ import time
 import httpx
 import pytest
 
+from harness.hub import Hub, process_env, server_pid, status_url, user_token
 from services.metrics.local_source import LocalSource
 from services.metrics.procs import descendants, process_table
-from tests.hub import Hub, process_env
 
 pytestmark = pytest.mark.slow
 
 GB3 = 3 * 1024**3  # the "long" test profile's kubespawner_override mem_limit "3G"
-
-
-def server_pid(hub: Hub, user: str) -> int:
-    model = hub.server_model(user)
-    assert model is not None
-    return int(model["state"]["pid"])
-
-
-def user_token(hub: Hub, user: str) -> str:
-    response = hub.api("POST", f"/users/{user}/tokens", json={"note": "metrics test"})
-    assert response.status_code == 201, response.text
-    return str(response.json()["token"])
-
-
-def status_url(hub: Hub, user: str) -> str:
-    return f"{hub.public_url}/user/{user}/api/sidecars/status"
 
 
 def test_status_api_reports_the_servers_usage_limits_and_walltime(hub: Hub) -> None:

@@ -6,13 +6,13 @@ import json
 import os
 import subprocess
 
+from harness.nvml_double import FakeGpu, NvmlDouble
+from harness.tools import REPO, VENV_BIN
 from services.hub.profiles import limits_summary
 from services.metrics.gpu import GpuReader
 from services.metrics.status import StatusReader
 from services.metrics.usage_command import render
 from services.runtime.units import format_pair, size_text
-from tests.nvml_double import FakeGpu, NvmlDouble
-from tests.tools import REPO, VENV_BIN
 
 MIB = 2**20
 STATUS = {

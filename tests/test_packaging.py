@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from tests.tools import REPO
+from harness.tools import REPO
 
 # These run inside JupyterHub or jupyter_server, which bring their own libraries.
 HOSTED = ("services/hub/", "services/demo/", "services/metrics/server_extension.py")

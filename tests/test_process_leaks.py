@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.tools import REPO
+from harness.tools import REPO
 
 LEAKING_TEST = '''
 import subprocess

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
+from harness.hub import Hub
 from services.hub.compute_profiles import build_profiles
 from services.hub.profile_access import (
     Access,
@@ -20,7 +21,6 @@ from services.hub.profile_access import (
     visible,
 )
 from services.hub.profiles import ProfileError
-from tests.hub import Hub
 
 PROFILES = [
     {"slug": "cpu", "display_name": "CPU"},

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from harness.tools import REPO
 from services.identity.claims import Identity
 from services.kubepie.gateway.servers import Endpoint, UserServers
 from services.runtime.kube_watch import PodWatcher
-from tests.tools import REPO
 
 
 class InstantBackend:

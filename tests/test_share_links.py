@@ -22,11 +22,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from harness.gateway import Gateway, access_token, make_homes, running_gateway, temp_root
+from harness.oidc import OidcProvider
+from harness.tools import require_tool
 from services.identity.claims import Identity
 from services.kubepie.gateway.links import ShareLink, token_hash
-from tests.gateway import Gateway, access_token, make_homes, running_gateway, temp_root
-from tests.oidc import OidcProvider
-from tests.tools import require_tool
 
 pytestmark = pytest.mark.slow
 API = "/_kubepie/api/links"
@@ -224,8 +224,8 @@ async def test_the_secret_store_keeps_links_for_every_replica(tmp_path: Path) ->
     import yaml
     from kubernetes_asyncio import client, config
 
+    from harness.kube_api import KubeApi, role_rules
     from services.kubepie.gateway.backends.kube_keys import SecretLinkStore
-    from tests.kube_api import KubeApi, role_rules
 
     api = KubeApi(rules=role_rules("deploy/kubepie/rbac.yaml", "kubepie-gateway"))
     await api.start()

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from tests.hub import Hub
-from tests.tools import REPO, require_tool
+from harness.hub import Hub
+from harness.tools import REPO, require_tool
 
 pytestmark = pytest.mark.slow
 

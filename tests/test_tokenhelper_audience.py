@@ -20,11 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway import Gateway, make_homes, remove, temp_root
-from tests.glewlwyd import Glewlwyd
-from tests.hub import Hub, process_env, sidecar_get, sidecar_url
-from tests.test_tokenhelper_rotation import log_in
-from tests.tools import require_tool
+from harness.gateway import Gateway, make_homes, remove, temp_root
+from harness.glewlwyd import Glewlwyd, log_in
+from harness.hub import Hub, process_env, sidecar_get, sidecar_url
+from harness.tools import require_tool
 
 pytestmark = pytest.mark.slow
 DCACHE = "https://dcache.example.org/"

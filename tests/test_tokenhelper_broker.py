@@ -12,35 +12,13 @@ from typing import Any
 
 import pytest
 
-from services.hub.client import HubUnavailable
+from harness.oidc import AuthStateStore, OidcProvider, auth_state_for
 from services.runtime.retry import Backoff
 from services.tokenhelper.broker import TokenBroker, TokenUnavailable
 from services.tokenhelper.narrowing import Narrowing
 from services.tokenhelper.provider import Provider
 from services.tokenhelper.tokens import after_refresh, from_auth_state, jwt_expiry
 from services.tokenhelper.write_back import WriteBack
-from tests.oidc import OidcProvider, auth_state_for
-
-
-class AuthStateStore:
-    """The two HubClient calls the broker makes, over a dict."""
-
-    def __init__(self, state: dict[str, Any]) -> None:
-        self.state = state
-        self.reads = 0
-        self.writes: list[dict[str, Any]] = []
-
-    async def get_auth_state(self, user: str, **_: Any) -> dict[str, Any]:
-        self.reads += 1
-        return dict(self.state)
-
-    async def set_auth_state(self, user: str, state: dict[str, Any], **_: Any) -> None:
-        if self.failing:
-            raise HubUnavailable("PATCH /users/alice failed after 1 tries: 503")
-        self.writes.append(state)
-        self.state = dict(state)
-
-    failing = False
 
 
 def broker_for(provider: OidcProvider, store: AuthStateStore, **kwargs: Any) -> TokenBroker:

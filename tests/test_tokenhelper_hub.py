@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.hub import Hub, process_env, running_hub, secret_file, sidecar_get, sidecar_url
+from harness.oidc import OidcProvider, log_in, running_provider
+from harness.tools import require_tool
 from services.hub.hooks import token_note, tokenhelper_scopes
-from tests.hub import Hub, process_env, running_hub, secret_file, sidecar_get, sidecar_url
-from tests.oidc import OidcProvider, log_in, running_provider
-from tests.tools import require_tool
 
 pytestmark = pytest.mark.slow
 

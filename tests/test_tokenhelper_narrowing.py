@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.oidc import AuthStateStore, OidcProvider, auth_state_for
 from services.tokenhelper.broker import TokenBroker
 from services.tokenhelper.narrowing import (
     BadNarrowing,
@@ -22,8 +23,6 @@ from services.tokenhelper.narrowing import (
     scope_covered,
 )
 from services.tokenhelper.provider import Provider
-from tests.oidc import OidcProvider, auth_state_for
-from tests.test_tokenhelper_broker import AuthStateStore
 
 
 def jwt(claims: dict[str, Any]) -> str:

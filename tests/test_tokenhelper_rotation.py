@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.faulty_proxy import FaultyProxy
-from tests.glewlwyd import CLIENT_ID, CLIENT_SECRET, Glewlwyd
-from tests.hub import Hub, free_port, process_env, sidecar_get, sidecar_url
-from tests.tools import VENV_BIN, require_tool, wait_http
+from harness.faulty_proxy import FaultyProxy
+from harness.glewlwyd import CLIENT_ID, CLIENT_SECRET, Glewlwyd, log_in
+from harness.hub import Hub, free_port, process_env, sidecar_get, sidecar_url
+from harness.tools import VENV_BIN, require_tool, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -39,19 +39,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory, provider: Glewlwyd) -> Iterato
     for user in instance.api("GET", "/users").json():
         instance.api("DELETE", f"/users/{user['name']}/server")
     instance.stop()
-
-
-def log_in(hub: Hub, provider: Glewlwyd, user: str) -> str:
-    """Log in to the hub through glewlwyd; return the hub's name for the user (its sub)."""
-    before = {u["name"] for u in hub.api("GET", "/users").json()}
-    with httpx.Client(timeout=30) as browser:
-        provider.sign_in(browser, user)
-        start = browser.get(f"http://127.0.0.1:{hub.port}/hub/oauth_login",
-                            follow_redirects=False)
-        done = browser.get(start.headers["location"] + "&g_continue=", follow_redirects=True)
-        assert done.status_code == 200 and "/hub/" in str(done.url), done.url
-    [name] = {u["name"] for u in hub.api("GET", "/users").json()} - before
-    return str(name)
 
 
 def start(hub: Hub, name: str) -> tuple[dict[str, str], dict[str, str]]:

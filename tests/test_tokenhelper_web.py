@@ -8,6 +8,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from harness.oidc import AuthStateStore, OidcProvider, auth_state_for
 from services.contract import TOKEN_URL_ENV
 from services.metrics.status import StatusReader
 from services.runtime.webapp import make_app
@@ -15,8 +16,6 @@ from services.tokenhelper.broker import TokenBroker
 from services.tokenhelper.main import _health_details
 from services.tokenhelper.provider import Provider
 from services.tokenhelper.web import add_routes
-from tests.oidc import OidcProvider, auth_state_for
-from tests.test_tokenhelper_broker import AuthStateStore
 
 
 async def test_200_concurrent_requests_one_refresh_then_503_when_the_provider_is_gone(

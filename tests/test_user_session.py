@@ -22,13 +22,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.gateway import Gateway, remove, temp_root
+from harness.hub import Hub, process_env
+from harness.kernel import run_in_kernel
+from harness.oidc import OidcProvider, log_in
+from harness.tools import in_ci
 from services.identity.claims import Identity
 from services.kubepie.gateway.accesskeys import AccessKeys, SqliteKeyStore
-from tests.gateway import Gateway, remove, temp_root
-from tests.hub import Hub, process_env
-from tests.kernel import run_in_kernel
-from tests.oidc import OidcProvider, log_in
-from tests.tools import in_ci
 
 pytestmark = pytest.mark.slow
 

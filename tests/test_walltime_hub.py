@@ -13,8 +13,16 @@ import httpx
 import pytest
 from jupyterhub import __version__ as hub_version
 
+from harness.hub import (
+    Hub,
+    process_env,
+    python,
+    secret_file,
+    sidecar_get,
+    sidecar_url,
+    wait_sidecar,
+)
 from services.hub.hooks import token_note, walltime_scopes
-from tests.hub import Hub, process_env, python, secret_file, sidecar_get, sidecar_url, wait_sidecar
 
 pytestmark = pytest.mark.slow
 

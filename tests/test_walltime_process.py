@@ -12,8 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.hub import free_port, python
-from tests.tools import wait_http
+from harness.hub import free_port, python
+from harness.tools import wait_http
 
 BASE_ENV = {
     "PATH": os.environ["PATH"],

@@ -25,12 +25,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.fileserver import Fileserver, open_folder, running_as_root
+from harness.gateway import Gateway, access_token, make_homes, remove, temp_root
+from harness.oidc import OidcProvider
+from harness.tools import in_ci, require_tool
 from services.identity.claims import Identity
 from services.kubepie.gateway.accesskeys import AccessKeys, SqliteKeyStore
-from tests.fileserver import Fileserver, open_folder, running_as_root
-from tests.gateway import Gateway, access_token, make_homes, remove, temp_root
-from tests.oidc import OidcProvider
-from tests.tools import in_ci, require_tool
 
 pytestmark = pytest.mark.slow
 BIG = 50 * 1024 * 1024

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.hub import free_port
+from harness.tls import serving_certificate
+from harness.tools import VENV_BIN, stop_process
 from services.kubepie.pod_identity import generate_key
-from tests.hub import free_port
-from tests.tls import serving_certificate
-from tests.tools import VENV_BIN, stop_process
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from tests.tools import REPO, in_ci
+from harness.tools import REPO, in_ci
 
 pytestmark = pytest.mark.slow
 

@@ -52,12 +52,11 @@ async def run_agent(settings: AgentSettings) -> int:
 
 
 async def _kubernetes(settings: AgentSettings, gpu: GpuReader | None) -> int:
-    from kubernetes_asyncio import client, config
+    from kubernetes_asyncio import client
 
-    if settings.kubeconfig is not None:
-        await config.load_kube_config(config_file=str(settings.kubeconfig))
-    else:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    from services.runtime.kube_config import load_kube_config
+
+    await load_kube_config(settings.kubeconfig)
     async with client.ApiClient() as api_client:
         index = PodIndex(settings.gpu_memory_per_unit)
         watcher = PodWatcher(client.CoreV1Api(api_client), index,

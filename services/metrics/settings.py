@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import BeforeValidator, Field, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.metrics.quantities import parse_per_unit
-from services.runtime.settings import LogLevel
+from services.runtime.settings import Port, ServiceSettings
 
 DEFAULT_PORT = 9768
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -17,7 +17,7 @@ SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/
 PerUnit = Annotated[dict[str, int], NoDecode, BeforeValidator(parse_per_unit)]
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="METRICS_", extra="ignore")
 
     source: Literal["auto", "kubernetes", "local"] = Field(
@@ -39,10 +39,9 @@ class AgentSettings(BaseSettings):
         default_factory=dict,
         description="GPU memory one unit of an extended resource stands for, e.g. "
                     "mortalgpu/v100=1Gi,nvidia.com/mig-1g.10gb=10Gi (for the limit series)")
-    port: int = Field(DEFAULT_PORT, ge=1, le=65535,
-                      description="port for /metrics, /usage and /healthz")
-    host: str = Field("0.0.0.0", description="address to listen on")
-    log_level: LogLevel = Field("INFO", description="log level: debug, info, warning or error")
+    port: Port = Field(DEFAULT_PORT, description="port for /metrics, /usage and /healthz")
+    host: str = Field("0.0.0.0", description="address to listen on (Prometheus scrapes it "
+                                             "from another pod)")
 
     @model_validator(mode="after")
     def _check(self) -> Self:

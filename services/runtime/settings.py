@@ -27,6 +27,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 DurationOrZero = Annotated[float, BeforeValidator(partial(parse_duration, allow_zero=True))]
 DurationList = Annotated[tuple[float, ...], NoDecode, BeforeValidator(parse_duration_list)]
 LogLevel = Annotated[str, Field(pattern=r"(?i)^(debug|info|warning|error)$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 SETTINGS_ERROR_EXIT = 2
 
@@ -140,6 +141,17 @@ def _is_secret(model: type[BaseSettings], field: str) -> bool:
 def exit_on_settings_error(service: str, error: SettingsError) -> NoReturn:
     print(f"jupyterhub-sidecars {service}: {error}", file=sys.stderr)
     raise SystemExit(SETTINGS_ERROR_EXIT)
+
+
+class ServiceSettings(BaseSettings):
+    """Where a service listens and how much it logs: the start of every service's settings.
+    Each service declares ``port`` again with its own default and what it serves there; a
+    service that other pods reach declares ``host`` again with 0.0.0.0."""
+
+    host: str = Field("127.0.0.1", description="address to listen on; 127.0.0.1 keeps it to "
+                                               "its pod")
+    port: Port
+    log_level: LogLevel = Field("INFO", description="log level: debug, info, warning or error")
 
 
 class ProcessIsolation(BaseSettings):

@@ -10,12 +10,18 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.contract import TOKENHELPER_PORT
-from services.runtime.settings import Duration, LogLevel, ProcessIsolation, secret_from
+from services.runtime.settings import (
+    Duration,
+    Port,
+    ProcessIsolation,
+    ServiceSettings,
+    secret_from,
+)
 
 DEFAULT_PORT = TOKENHELPER_PORT
 
 
-class TokenhelperSettings(ProcessIsolation):
+class TokenhelperSettings(ProcessIsolation, ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TOKENHELPER_", extra="ignore",
                                       populate_by_name=True)
 
@@ -46,14 +52,12 @@ class TokenhelperSettings(ProcessIsolation):
     write_back: bool = Field(False, description="write rotated refresh tokens back to the "
                                                 "hub's auth_state (needs admin:users!user=)")
     hub_timeout: Duration = Field(10.0, description="longest wait for one hub request")
-    port: int = Field(DEFAULT_PORT, ge=1, le=65535,
-                      description="port for /token, /v1/token, /healthz, /metrics")
+    port: Port = Field(DEFAULT_PORT,
+                       description="port for /token, /v1/token, /healthz, /metrics")
     metrics_port: int = Field(0, ge=0, le=65535,
                               description="a port on all addresses serving /metrics alone, "
                                           "for Prometheus outside the pod (the alerts in "
                                           "deploy/metrics/prometheus); 0: none")
-    host: str = Field("127.0.0.1", description="address to listen on; keep it pod-local")
-    log_level: LogLevel = Field("INFO", description="log level: debug, info, warning or error")
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -6,21 +6,22 @@ from pathlib import Path
 from typing import Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from services.contract import WALLTIME_PORT
 from services.runtime.settings import (
     Duration,
     DurationList,
-    LogLevel,
+    Port,
     ProcessIsolation,
+    ServiceSettings,
     secret_from,
 )
 
 DEFAULT_PORT = WALLTIME_PORT
 
 
-class _HubAccess(BaseSettings):
+class _HubAccess(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="WALLTIME_", extra="ignore",
                                       populate_by_name=True)
 
@@ -31,10 +32,7 @@ class _HubAccess(BaseSettings):
         description="hub API token (or give WALLTIME_API_TOKEN_FILE)")
     api_token_file: Path | None = Field(
         None, description="file holding the hub API token (a mounted Secret)")
-    port: int = Field(DEFAULT_PORT, ge=1, le=65535,
-                      description="port for /status, /healthz and /metrics (127.0.0.1 only)")
-    host: str = Field("127.0.0.1", description="address to listen on; keep it pod-local")
-    log_level: LogLevel = Field("INFO", description="log level: debug, info, warning or error")
+    port: Port = Field(DEFAULT_PORT, description="port for /status, /healthz and /metrics")
 
     @model_validator(mode="after")
     def _check_access(self) -> Self:

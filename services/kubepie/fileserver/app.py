@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
@@ -91,13 +91,12 @@ def build_app(settings: FileserverSettings, registry: CollectorRegistry) -> web.
         finally:
             requests.labels(request.method if handler else "other", str(status)).inc()
 
-    async def start_threads(_: web.Application) -> None:
+    async def io_threads(_: web.Application) -> AsyncIterator[None]:
+        """The filesystem worker threads live exactly as long as the app."""
         dav.io.start()
-
-    async def stop_threads(_: web.Application) -> None:
+        yield
         dav.io.stop()
 
-    app.on_startup.append(start_threads)
-    app.on_cleanup.append(stop_threads)
+    app.cleanup_ctx.append(io_threads)
     app.router.add_route("*", "/{path:.*}", dispatch)
     return app

@@ -6,26 +6,25 @@ from pathlib import Path
 from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from services.kubepie.fileserver.mounts import Mount, parse_mounts
 from services.runtime.quantities import parse_bytes
-from services.runtime.settings import Duration, LogLevel, secret_from
+from services.runtime.settings import Duration, Port, ServiceSettings, secret_from
 
 DEFAULT_PORT = 8770
 RESERVED_NAMES = frozenset({"healthz", "metrics"})  # the service's own routes
 
 
-class FileserverSettings(BaseSettings):
+class FileserverSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="FILESERVER_", extra="ignore",
                                       populate_by_name=True)
 
     mounts: str = Field(description="folders to serve, name=/folder,…: home=/home/alice is "
                                     "served at /home/, group-xray=/groups/xray at /groups/xray/")
     read_only: str = Field("", description="names of mounts that refuse every change, e.g. data")
-    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in a pod)")
-    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="port for WebDAV, /healthz "
-                                                                 "and /metrics")
+    port: Port = Field(DEFAULT_PORT, description="port for WebDAV, /healthz and /metrics (set "
+                                                 "FILESERVER_HOST=0.0.0.0 in a pod)")
     uid: int | None = Field(None, ge=1, description="when started as root: the uid to run as "
                                                     "(root itself is refused)")
     gid: int | None = Field(None, ge=0, description="when started as root: the primary gid")
@@ -42,7 +41,6 @@ class FileserverSettings(BaseSettings):
         None, description="when set, every WebDAV request must carry 'Authorization: Bearer "
                           "<it>' (the gateway's; /healthz and /metrics stay open)")
     access_token_file: Path | None = Field(None, description="file holding that token")
-    log_level: LogLevel = Field("INFO", description="log level: debug, info, warning or error")
 
     @model_validator(mode="after")
     def _check(self) -> Self:

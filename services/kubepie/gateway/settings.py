@@ -12,7 +12,13 @@ from pydantic_settings import SettingsConfigDict
 
 from services.identity.settings import IdentitySettings
 from services.kubepie.gateway.token_kind import AccessTokenCheck
-from services.runtime.settings import Duration, DurationOrZero, LogLevel, secret_from
+from services.runtime.settings import (
+    Duration,
+    DurationOrZero,
+    Port,
+    ServiceSettings,
+    secret_from,
+)
 from services.storage.definition import StorageDefinition
 
 DEFAULT_PORT = 8780
@@ -23,7 +29,7 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
               "ES512", "EdDSA")
 
 
-class GatewaySettings(IdentitySettings):
+class GatewaySettings(ServiceSettings, IdentitySettings):
     model_config = SettingsConfigDict(env_prefix="KUBEPIE_", extra="ignore",
                                       populate_by_name=True)
 
@@ -62,9 +68,8 @@ class GatewaySettings(IdentitySettings):
                           "every replica (or give KUBEPIE_SESSION_SECRET_FILE)")
     session_secret_file: Path | None = Field(None, description="file holding that secret")
     session_lifetime: Duration = Field(8 * 3600.0, description="browser session length")
-    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in a pod)")
-    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="port for users, /healthz, "
-                                                                "/metrics")
+    port: Port = Field(DEFAULT_PORT, description="port for users, /healthz, /metrics (set "
+                                                 "KUBEPIE_HOST=0.0.0.0 in a pod)")
     # -- access keys -----------------------------------------------------------------------
     key_store: Path = Field(Path("kubepie-keys.sqlite"), description="SQLite file of access "
                                                                      "keys (local backend)")
@@ -103,7 +108,6 @@ class GatewaySettings(IdentitySettings):
                                                              "identities for the webhook")
     owner_deployment: str = Field("", description="the gateway's Deployment: owner of the "
                                                   "pods and key Secrets (garbage collection)")
-    log_level: LogLevel = Field("INFO", description="log level: debug, info, warning or error")
 
     @model_validator(mode="after")
     def _check(self) -> Self:

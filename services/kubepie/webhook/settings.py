@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from services.runtime.settings import LogLevel
+from services.runtime.settings import Port, ServiceSettings
 
 
-class WebhookSettings(BaseSettings):
+class WebhookSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="KUBEPIE_WEBHOOK_", extra="ignore",
                                       populate_by_name=True)
 
@@ -23,7 +23,6 @@ class WebhookSettings(BaseSettings):
         10.0, gt=0, le=3600,
         description="seconds between checks of the certificate files; a renewed pair "
                     "(cert-manager) serves new connections without a restart")
-    host: str = Field("0.0.0.0", description="address to listen on")
-    port: int = Field(8443, ge=1, le=65535, description="HTTPS port for /mutate, /healthz, "
-                                                        "/metrics")
-    log_level: LogLevel = Field("INFO", description="log level: debug, info, warning or error")
+    host: str = Field("0.0.0.0", description="address to listen on (the API server calls "
+                                             "it)")
+    port: Port = Field(8443, description="HTTPS port for /mutate, /healthz, /metrics")

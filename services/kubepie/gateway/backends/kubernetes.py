@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.identity.claims import Identity
@@ -40,6 +40,7 @@ from services.kubepie.gateway.links import LinkStore
 from services.kubepie.gateway.servers import Endpoint, StartFailed
 from services.kubepie.gateway.settings import GatewaySettings
 from services.kubepie.pod_identity import load_key, sign
+from services.runtime.kube_config import load_kube_config
 from services.runtime.kube_watch import PodWatcher
 from services.storage.definition import StorageDefinition
 
@@ -253,10 +254,7 @@ class KubernetesBackend:
 
 async def connect(settings: GatewaySettings
                   ) -> tuple[KubernetesBackend, KeyStore, LinkStore]:
-    if settings.kubeconfig is not None:
-        await config.load_kube_config(config_file=str(settings.kubeconfig))
-    else:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    await load_kube_config(settings.kubeconfig)
     namespace = settings.namespace or await asyncio.to_thread(
         lambda: SERVICE_ACCOUNT_NAMESPACE.read_text().strip())
     api_client = client.ApiClient()

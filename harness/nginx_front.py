@@ -7,8 +7,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.hub import free_port
-from tests.tools import REPO, require_tool, wait_http
+from harness.hub import free_port
+from harness.tools import REPO, require_tool, wait_http
 
 CONF = REPO / "deploy" / "kubepie" / "nginx" / "kubepie.conf"
 

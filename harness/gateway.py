@@ -20,11 +20,11 @@ from typing import Any
 
 import httpx
 
-from tests.fileserver import running_as_root
-from tests.glewlwyd import Glewlwyd
-from tests.hub import free_port
-from tests.oidc import USERS, OidcProvider, running_provider
-from tests.tools import VENV_BIN, stop_process, wait_http
+from harness.fileserver import running_as_root
+from harness.glewlwyd import Glewlwyd
+from harness.hub import free_port
+from harness.oidc import USERS, OidcProvider, running_provider
+from harness.tools import VENV_BIN, stop_process, wait_http
 
 CLIENT_ID, CLIENT_SECRET = "kubepie", "kubepie-secret"
 ACCESS_LOGGER = "services.kubepie.gateway.app.access"

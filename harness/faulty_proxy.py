@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.hub import free_port
+from harness.hub import free_port
 
 Fault = str | int | None
 

@@ -2,7 +2,7 @@
 
 No container registry is reachable from the tests: the Python base is Debian bookworm made
 with debootstrap (Debian's mirror is reachable), the hub and notebook bases are stand-ins
-built on it (tests/image_bases/), and pip takes every package from a wheelhouse built on the
+built on it (harness/image_bases/), and pip takes every package from a wheelhouse built on the
 host (``pip wheel``) and mounted into the build. The Dockerfile gets all of it through its
 build arguments, whose defaults stay production's. Containers run with runc and cgroupfs
 (crun refuses the hybrid cgroups here) and ulimits at or below the host's.
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.tools import REPO, VENV_BIN, require_tool
+from harness.tools import REPO, pip_wheel, require_tool
 
 PREFIX = "localhost/jhs-test"
 PYTHON_BASE = f"{PREFIX}/python:3.11-bookworm"
@@ -83,11 +83,7 @@ def make_python_base(workdir: Path) -> float:
 
 def make_wheelhouse(wheelhouse: Path) -> float:
     """Every package the builds install, as wheels, from the host's pip (and its cache)."""
-    started = time.monotonic()
-    subprocess.run([str(VENV_BIN / "python"), "-m", "pip", "wheel", "--quiet",
-                    "--wheel-dir", str(wheelhouse), str(REPO), *EXTRA_WHEELS],
-                   check=True, capture_output=True, timeout=900)
-    return time.monotonic() - started
+    return pip_wheel(wheelhouse, str(REPO), *EXTRA_WHEELS)
 
 
 @dataclass
@@ -133,7 +129,7 @@ def build_all(workdir: Path) -> Images:
     images = Images(wheelhouse)
     images.seconds["python-base"] = base_seconds
     images.seconds["wheelhouse"] = wheel_seconds
-    bases = REPO / "tests" / "image_bases"
+    bases = Path(__file__).with_name("image_bases")
     stand_in = {"PYTHON_IMAGE": PYTHON_BASE}
     hub_base = images.build("hub-base", bases / "hub.Dockerfile", args=stand_in)
     notebook_base = images.build("notebook-base", bases / "notebook.Dockerfile", args=stand_in)

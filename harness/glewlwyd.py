@@ -23,8 +23,8 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.hub import free_port
-from tests.tools import require_tool, wait_http
+from harness.hub import Hub, free_port
+from harness.tools import require_tool, wait_http
 
 SCHEMA = Path("/usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz")
 CLIENT_ID, CLIENT_SECRET = "jupyterhub", "glewlwyd-client-secret"
@@ -258,3 +258,16 @@ def _allow_posix_properties(db: sqlite3.Connection) -> None:
                                            "profile-write": False}
     db.execute("UPDATE g_user_module_instance SET gumi_parameters = ? WHERE gumi_name = "
                "'database'", (json.dumps(parameters),))
+
+
+def log_in(hub: Hub, provider: Glewlwyd, user: str) -> str:
+    """Log in to the hub through glewlwyd; return the hub's name for the user (its sub)."""
+    before = {u["name"] for u in hub.api("GET", "/users").json()}
+    with httpx.Client(timeout=30) as browser:
+        provider.sign_in(browser, user)
+        start = browser.get(f"http://127.0.0.1:{hub.port}/hub/oauth_login",
+                            follow_redirects=False)
+        done = browser.get(start.headers["location"] + "&g_continue=", follow_redirects=True)
+        assert done.status_code == 200 and "/hub/" in str(done.url), done.url
+    [name] = {u["name"] for u in hub.api("GET", "/users").json()} - before
+    return str(name)

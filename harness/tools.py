@@ -68,3 +68,13 @@ def wait_http(url: str, *, status: int | None = None, timeout: float = 30) -> ht
             raise AssertionError(f"{url} did not answer{f' {status}' if status else ''} "
                                  f"within {timeout} s")
         time.sleep(0.1)
+
+
+def pip_wheel(wheelhouse: Path, *requirements: str, timeout: float = 900) -> float:
+    """Every package ``requirements`` need, as wheels in ``wheelhouse``, from this venv's pip
+    (its index and cache): what an offline install or image build then takes. Seconds taken."""
+    started = time.monotonic()
+    subprocess.run([str(VENV_BIN / "python"), "-m", "pip", "wheel", "--quiet",
+                    "--wheel-dir", str(wheelhouse), *requirements],
+                   check=True, capture_output=True, timeout=timeout)
+    return time.monotonic() - started

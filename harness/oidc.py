@@ -13,10 +13,11 @@ from typing import Any
 
 import httpx
 
-from tests.hub import free_port
-from tests.tools import require_tool, wait_http
+from harness.hub import free_port
+from harness.tools import require_tool, wait_http
+from services.hub.client import HubUnavailable
 
-USERS = [
+USERS: list[dict[str, Any]] = [
     {"sub": "alice", "preferred_username": "alice", "uidNumber": 1001, "gidNumber": 1001,
      "groups": ["xray"]},
     {"sub": "bob", "preferred_username": "bob", "uidNumber": 1002, "gidNumber": 1002,
@@ -67,7 +68,7 @@ def log_in(hub_url: str, user: str) -> httpx.Client:
     return browser
 
 
-def auth_state_for(provider: OidcProvider, user: str) -> dict:
+def auth_state_for(provider: OidcProvider, user: str) -> dict[str, Any]:
     """What OAuthenticator stores after a login: the authorization-code flow, done directly."""
     import urllib.parse
 
@@ -93,3 +94,24 @@ def running_provider(log_path: Path, **options: Any) -> Iterator[OidcProvider]:
         yield instance
     finally:
         instance.stop()
+
+
+class AuthStateStore:
+    """The two HubClient calls the broker makes, over a dict."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+        self.reads = 0
+        self.writes: list[dict[str, Any]] = []
+
+    async def get_auth_state(self, user: str, **_: Any) -> dict[str, Any]:
+        self.reads += 1
+        return dict(self.state)
+
+    async def set_auth_state(self, user: str, state: dict[str, Any], **_: Any) -> None:
+        if self.failing:
+            raise HubUnavailable("PATCH /users/alice failed after 1 tries: 503")
+        self.writes.append(state)
+        self.state = dict(state)
+
+    failing = False

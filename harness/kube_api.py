@@ -23,7 +23,7 @@ import copy
 import json
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,8 @@ from aiohttp import web
 
 TRUE = {"true", "1", "True"}
 
+
+PodHook = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 @dataclass
 class KubeApi:
@@ -46,8 +48,8 @@ class KubeApi:
     created: list[dict[str, Any]] = field(default_factory=list)  # pod bodies as POSTed
     webhook_url: str | None = None           # mutating admission webhook for pods
     webhook_ca: str | None = None            # its CA bundle (PEM file)
-    on_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # "the kubelet"
-    on_deleted: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # stops containers
+    on_created: PodHook | None = None  # "the kubelet"
+    on_deleted: PodHook | None = None  # stops containers
     rules: list[dict[str, Any]] | None = None  # a Role's rules: RBAC as the API server checks
     denied: list[str] = field(default_factory=list)  # requests the rules refused
     _changed: asyncio.Condition | None = None
@@ -228,7 +230,7 @@ class KubeApi:
         return web.json_response(self.by_name(namespace, meta["name"]), status=201)
 
     async def _admit(self, pod: dict[str, Any]) -> dict[str, Any]:
-        review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        review: dict[str, Any] = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
                   "request": {"uid": str(uuid.uuid4()), "operation": "CREATE",
                               "kind": {"group": "", "version": "v1", "kind": "Pod"},
                               "resource": {"group": "", "version": "v1", "resource": "pods"},

@@ -2,12 +2,13 @@
 
 import os
 from pathlib import Path
+from typing import Any
 
 from services.demo.hubconfig import OidcClient, UserIdentity, configure
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821
 
-TEST_PROFILES = [
+TEST_PROFILES: list[dict[str, Any]] = [
     {"display_name": "Fifteen seconds", "slug": "fifteen", "walltime": "15s"},
     {"display_name": "Twenty seconds", "slug": "twenty", "walltime": "20s"},
     {"display_name": "Ten seconds", "slug": "ten", "walltime": "10s"},

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.hub import free_port
-from tests.tools import VENV_BIN, stop_process, wait_http
+from harness.hub import free_port
+from harness.tools import VENV_BIN, stop_process, wait_http
 
 NOBODY = 65534
 
@@ -61,6 +61,7 @@ class Fileserver:
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    bin_dir: Path = VENV_BIN  # where jupyterhub-sidecars is installed
 
     @property
     def url(self) -> str:
@@ -87,7 +88,7 @@ class Fileserver:
         self.log_path = log_path
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [str(VENV_BIN / "jupyterhub-sidecars"), "kubepie", "fileserver"],
+                [str(self.bin_dir / "jupyterhub-sidecars"), "kubepie", "fileserver"],
                 env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         wait_http(f"{self.url}/healthz", status=200, timeout=20)
         return self
@@ -103,3 +104,13 @@ class Fileserver:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+# Request targets that try to leave a mount: dot segments, encoded, overlong UTF-8, NUL.
+TRAVERSALS = [
+    "/home/../secret.txt", "/home/../../etc/passwd", "/home/%2e%2e/secret.txt",
+    "/home/%2E%2E/%2e%2e/etc/passwd", "/home/..%2fsecret.txt", "/home/sub%2f..%2f..%2fsecret.txt",
+    "/home/%2e%2e%2fsecret.txt", "/home/a%00b", "/home/%00", "/home/%c0%ae%c0%ae/secret.txt",
+    "/home/%c0%af..%c0%afsecret.txt", "/home/%e0%80%ae%e0%80%ae/secret.txt", "/home/%ff",
+    "/home/./../secret.txt", "/home/sub/#/../../secret.txt",
+]

@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from tests.kube_api import KubeApi
-from tests.tools import VENV_BIN
+from harness.kube_api import KubeApi
+from harness.tools import VENV_BIN
 
 
 @dataclass

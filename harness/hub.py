@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
+from harness.tools import REPO, VENV_BIN, require_tool
 from services.runtime import sidecar_urls
-from tests.tools import REPO, VENV_BIN, require_tool
 
 CONFIG = Path(__file__).with_name("jupyterhub_test_config.py")
 
@@ -236,3 +236,40 @@ def running_hub(state_dir: Path, **options: Any) -> Iterator[Hub]:
     finally:
         stop_all_servers(instance)
         instance.stop()
+
+
+def server_pid(hub: Hub, user: str) -> int:
+    model = hub.server_model(user)
+    assert model is not None
+    return int(model["state"]["pid"])
+
+
+def user_token(hub: Hub, user: str) -> str:
+    response = hub.api("POST", f"/users/{user}/tokens", json={"note": "metrics test"})
+    assert response.status_code == 201, response.text
+    return str(response.json()["token"])
+
+
+def status_url(hub: Hub, user: str) -> str:
+    return f"{hub.public_url}/user/{user}/api/sidecars/status"
+
+
+OFFSETS = (0, 1, 81, 766, 768, 780, 1400)  # hub, proxy API, hub API, backstop, metrics,
+#                                           kubepie gateway, OIDC provider
+
+
+def free_demo_port() -> int:
+    """A base port for `jupyterhub-sidecars demo --port`: the demo listens at fixed offsets
+    from it, all of which must be free."""
+    for base in range(21000, 40000, 1500):
+        ports_free = True
+        for offset in OFFSETS:
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", base + offset))
+                except OSError:
+                    ports_free = False
+                    break
+        if ports_free:
+            return base
+    raise RuntimeError("no free ports for the demo")
