@@ -59,3 +59,5 @@ TOKENHELPER_TOKEN_KEY: Final = "tokenhelper-token"    # → the tokenhelper cont
 NOTEBOOK_TOKEN_KEY: Final = "jupyterhub-api-token"    # → the notebook's JUPYTERHUB_API_TOKEN
 CLIENT_SECRET_FILE_NAME: Final = "client-secret"      # the operator's OIDC client secret
 
+# -- Prometheus: every series of the suite starts with this (the dashboard and alerts rely on it)
+METRIC_PREFIX: Final = "jupyterhub_sidecars"

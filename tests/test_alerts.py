@@ -13,10 +13,11 @@ import pytest
 import yaml
 
 from harness.tools import REPO, require_tool
+from services.contract import METRIC_PREFIX
 
 RULES = REPO / "deploy" / "metrics" / "prometheus" / "alerts.rules.yml"
 FIXTURES = REPO / "tests" / "promtool" / "alerts_test.yml"
-PREFIX = "jupyterhub_sidecars"
+PREFIX = METRIC_PREFIX
 
 
 def promtool() -> str:
@@ -24,11 +25,11 @@ def promtool() -> str:
 
 
 def exported_names() -> set[str]:
-    """Metric names in the services' code, as ``{PREFIX}_…`` f-strings or literals."""
+    """Metric names in the services' code, as ``{METRIC_PREFIX}_…`` f-strings or literals."""
     names = set()
     for path in (REPO / "services").rglob("*.py"):
         text = path.read_text()
-        names.update(f"{PREFIX}_{m}" for m in re.findall(r'\{PREFIX\}_([a-z_]+)"', text))
+        names.update(f"{PREFIX}_{m}" for m in re.findall(r'\{METRIC_PREFIX\}_([a-z_]+)"', text))
         names.update(re.findall(rf'"({PREFIX}_[a-z_]+)"', text))
     return names
 

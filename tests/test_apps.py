@@ -4,20 +4,21 @@ what only a process shows (signals, privilege drops, exit codes)."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
 from aiohttp import web
 from joserfc.jwk import ECKey
 from prometheus_client import CollectorRegistry
+from pytest_aiohttp import AiohttpClient
 
+from services.kubepie.fileserver.app import build_app as fileserver_app
+from services.kubepie.fileserver.settings import FileserverSettings
 from services.kubepie.webhook.main import build_app as webhook_app
 from services.runtime.webapp import make_app
 
-ClientFactory = Any  # pytest-aiohttp's aiohttp_client
-
 
 async def test_healthz_says_ok_or_503_with_what_an_operator_should_know(
-        aiohttp_client: ClientFactory) -> None:
+        aiohttp_client: AiohttpClient) -> None:
     state = {"ok": True}
     app = make_app(CollectorRegistry(), healthy=lambda: state["ok"],
                    details=lambda: {"problem": None if state["ok"] else "no containers found"})
@@ -34,7 +35,7 @@ async def test_healthz_says_ok_or_503_with_what_an_operator_should_know(
 
 
 async def test_the_webhook_answers_garbage_with_400_and_reviews_with_a_verdict(
-        aiohttp_client: ClientFactory) -> None:
+        aiohttp_client: AiohttpClient) -> None:
     registry = CollectorRegistry()
     client = await aiohttp_client(webhook_app(ECKey.generate_key("P-256"), registry))
     for body in (b"not json", b"[]", b'{"kind": "AdmissionReview"}',
@@ -56,7 +57,7 @@ async def test_the_webhook_answers_garbage_with_400_and_reviews_with_a_verdict(
 
 
 async def test_an_oversized_review_is_refused_before_it_is_read(
-        aiohttp_client: ClientFactory) -> None:
+        aiohttp_client: AiohttpClient) -> None:
     client = await aiohttp_client(webhook_app(ECKey.generate_key("P-256"),
                                               CollectorRegistry()))
     response = await client.post("/mutate", data=b"x" * (5 * 1024 * 1024))
@@ -64,7 +65,7 @@ async def test_an_oversized_review_is_refused_before_it_is_read(
 
 
 async def test_a_service_route_sits_beside_healthz_and_metrics(
-        aiohttp_client: ClientFactory) -> None:
+        aiohttp_client: AiohttpClient) -> None:
     app = make_app(CollectorRegistry())
 
     async def hello(_: web.Request) -> web.Response:
@@ -74,3 +75,46 @@ async def test_a_service_route_sits_beside_healthz_and_metrics(
     client = await aiohttp_client(app)
     assert await (await client.get("/hello")).text() == "hi"
     assert (await client.get("/nothing")).status == 404
+
+
+async def test_the_file_server_answers_only_its_gateway_and_maps_errors_to_webdav_codes(
+        aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
+    """Routes, the gateway's bearer check and the error mapping of the file server's app;
+    serving as the user's uid is the real-process tests' (test_fileserver_security.py)."""
+    (tmp_path / "home").mkdir()
+    settings = FileserverSettings(mounts=f"home={tmp_path / 'home'}", access_token="gw-token")
+    registry = CollectorRegistry()
+    client = await aiohttp_client(fileserver_app(settings, registry))
+    gateway = {"Authorization": "Bearer gw-token"}
+    assert (await client.get("/healthz")).status == 200  # open, for the kubelet's probes
+    for headers in ({}, {"Authorization": "Bearer gw-tokem"}, {"Authorization": "gw-token"}):
+        refused = await client.get("/home/", headers=headers)
+        assert refused.status == 401, headers
+        assert "only its gateway" in await refused.text()
+    put = await client.put("/home/a.txt", data=b"hello\n", headers=gateway)
+    assert put.status == 201
+    assert (tmp_path / "home" / "a.txt").read_bytes() == b"hello\n"
+    assert await (await client.get("/home/a.txt", headers=gateway)).read() == b"hello\n"
+    listing = await client.request("PROPFIND", "/home/", headers={**gateway, "Depth": "1"})
+    assert listing.status == 207 and "a.txt" in await listing.text()
+    brew = await client.request("PATCH", "/home/a.txt", headers=gateway)
+    assert brew.status == 405 and "PROPFIND" in brew.headers["Allow"]
+    assert (await client.delete("/home/nothing", headers=gateway)).status == 404
+    assert (await client.get("/elsewhere/a.txt", headers=gateway)).status in (403, 404)
+    garbage = await client.request("PROPFIND", "/home/", data=b"<not xml",
+                                   headers={**gateway, "Depth": "0"})
+    assert garbage.status == 400
+    lock = await client.request("LOCK", "/home/a.txt", data=LOCK_BODY,
+                                headers={**gateway, "Timeout": "Second-60"})
+    assert lock.status == 200 and lock.headers["Lock-Token"].startswith("<opaquelocktoken:")
+    locked = await client.put("/home/a.txt", data=b"other\n", headers=gateway)
+    assert locked.status == 423
+    assert (tmp_path / "home" / "a.txt").read_bytes() == b"hello\n"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'jupyterhub_sidecars_kubepie_fileserver_requests_total{code="423",method="PUT"}' \
+        in metrics
+
+
+LOCK_BODY = (b'<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:">'
+             b"<D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype>"
+             b"<D:owner>test</D:owner></D:lockinfo>")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 from cryptography import x509
+from pytest_aiohttp import AiohttpServer
 
 from harness.tools import require_tool
 from services.tokenhelper.arc import profile_snippet, write_placeholder
@@ -25,7 +26,7 @@ def test_placeholder_is_created_once_with_strict_modes(tmp_path: Path) -> None:
     assert cert.read_bytes() == before
 
 
-async def storage(received: list[str | None]) -> tuple[web.AppRunner, int]:
+def storage(received: list[str | None]) -> web.Application:
     """A stand-in storage endpoint that records the Authorization header it is sent."""
     async def handle(request: web.Request) -> web.Response:
         received.append(request.headers.get("Authorization"))
@@ -33,12 +34,7 @@ async def storage(received: list[str | None]) -> tuple[web.AppRunner, int]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, port
+    return app
 
 
 async def arccp(tmp_path: Path, env: dict[str, str], url: str) -> tuple[int, str]:
@@ -54,7 +50,8 @@ async def arccp(tmp_path: Path, env: dict[str, str], url: str) -> tuple[int, str
     return process.returncode or 0, out.decode(errors="replace")
 
 
-async def test_arccp_sends_the_bearer_token_with_the_placeholder(tmp_path: Path) -> None:
+async def test_arccp_sends_the_bearer_token_with_the_placeholder(
+        tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
     require_tool("arccp")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -62,25 +59,22 @@ async def test_arccp_sends_the_bearer_token_with_the_placeholder(tmp_path: Path)
     token_file = run_dir / f"bt_u{os.geteuid()}"
     token_file.write_text("access-token-from-the-tokenhelper\n")
     received: list[str | None] = []
-    runner, port = await storage(received)
-    try:
-        url = f"http://127.0.0.1:{port}/data/file.txt"
-        code, out = await arccp(tmp_path, {"BEARER_TOKEN_FILE": str(token_file)}, url)
-        assert code != 0 and "Failed configuration initialization" in out  # ARC alone
-        assert received == []
+    server = await aiohttp_server(storage(received))
+    url = str(server.make_url("/data/file.txt"))
+    code, out = await arccp(tmp_path, {"BEARER_TOKEN_FILE": str(token_file)}, url)
+    assert code != 0 and "Failed configuration initialization" in out  # ARC alone
+    assert received == []
 
-        env = {"BEARER_TOKEN_FILE": str(token_file),
-               "JUPYTERHUB_SIDECARS_ARC_CERT": str(cert),
-               "JUPYTERHUB_SIDECARS_ARC_KEY": str(key)}
-        code, out = await arccp(tmp_path, env, url)
-        assert code == 0, out
-        assert received and set(received) == {"Bearer access-token-from-the-tokenhelper"}
-        assert (tmp_path / "out").read_bytes() == b"payload\n"
+    env = {"BEARER_TOKEN_FILE": str(token_file),
+           "JUPYTERHUB_SIDECARS_ARC_CERT": str(cert),
+           "JUPYTERHUB_SIDECARS_ARC_KEY": str(key)}
+    code, out = await arccp(tmp_path, env, url)
+    assert code == 0, out
+    assert received and set(received) == {"Bearer access-token-from-the-tokenhelper"}
+    assert (tmp_path / "out").read_bytes() == b"payload\n"
 
-        # A user with an X.509 proxy of their own keeps using it: no placeholder slipped in.
-        received.clear()
-        code, out = await arccp(tmp_path, {**env, "X509_USER_PROXY": str(tmp_path / "none")},
-                                url)
-        assert code != 0 and received == []
-    finally:
-        await runner.cleanup()
+    # A user with an X.509 proxy of their own keeps using it: no placeholder slipped in.
+    received.clear()
+    code, out = await arccp(tmp_path, {**env, "X509_USER_PROXY": str(tmp_path / "none")},
+                            url)
+    assert code != 0 and received == []

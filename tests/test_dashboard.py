@@ -105,13 +105,19 @@ async def test_every_panel_query_returns_data_from_a_real_prometheus(
                     break
                 assert time.monotonic() < deadline, f"targets not up: {up}"
                 await asyncio.sleep(0.5)
-            await asyncio.sleep(4)  # a few scrapes: rate() needs two samples
-            for query in dashboard.queries():
-                answer = (await client.get("/api/v1/query", params={"query": query})).json()
-                assert answer["status"] == "success", (query, answer)
-                if not answer["data"]["result"]:
-                    empty[query] = json.dumps(answer)
-        return 0
+            # rate() needs two samples in its window: ask again until every panel has data
+            # (a loaded machine scrapes late), for at most a minute.
+            deadline = time.monotonic() + 60
+            while True:
+                empty.clear()
+                for query in dashboard.queries():
+                    answer = (await client.get("/api/v1/query", params={"query": query})).json()
+                    assert answer["status"] == "success", (query, answer)
+                    if not answer["data"]["result"]:
+                        empty[query] = json.dumps(answer)
+                if not empty or time.monotonic() > deadline:
+                    return 0
+                await asyncio.sleep(1)
 
     try:
         settings = AgentSettings(host="127.0.0.1", port=agent_port, source="local")

@@ -18,7 +18,9 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from prometheus_client import CollectorRegistry, Counter
 
+from services.contract import METRIC_PREFIX
 from services.runtime.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -259,3 +261,14 @@ def _retry_after(response: httpx.Response) -> float | None:
         return min(60.0, max(0.0, float(response.headers.get("Retry-After", ""))))
     except ValueError:
         return None
+
+
+def hub_request_counter(registry: CollectorRegistry) -> RequestObserver:
+    """Count every hub request attempt by method and outcome (status code or error)."""
+    counter = Counter(f"{METRIC_PREFIX}_hub_requests", "Requests sent to the JupyterHub API.",
+                      ["method", "outcome"], registry=registry)
+
+    def observe(method: str, outcome: str) -> None:
+        counter.labels(method, outcome).inc()
+
+    return observe

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from services.contract import METRIC_PREFIX
 from services.metrics.model import ContainerUsage, NodeUsage, Walltime
-from services.walltime.metrics import PREFIX
 
 GAUGE, COUNTER = "gauge", "counter"
 
@@ -38,53 +38,54 @@ def _pressure(resource: str, kind: str) -> Callable[[ContainerUsage], float | No
 
 
 CONTAINER_FAMILIES = [
-    Family(f"{PREFIX}_container_memory_usage_bytes", GAUGE,
+    Family(f"{METRIC_PREFIX}_container_memory_usage_bytes", GAUGE,
            "Memory charged to the container, page cache included.",
            _stat("memory_usage_bytes")),
-    Family(f"{PREFIX}_container_memory_working_set_bytes", GAUGE,
+    Family(f"{METRIC_PREFIX}_container_memory_working_set_bytes", GAUGE,
            "Memory usage minus inactive page cache (what the kubelet and OOM killer watch).",
            _stat("memory_working_set_bytes")),
-    Family(f"{PREFIX}_container_memory_rss_bytes", GAUGE, "Anonymous memory of the container.",
+    Family(f"{METRIC_PREFIX}_container_memory_rss_bytes", GAUGE,
+           "Anonymous memory of the container.",
            _stat("memory_rss_bytes")),
-    Family(f"{PREFIX}_container_memory_max_usage_bytes", GAUGE,
+    Family(f"{METRIC_PREFIX}_container_memory_max_usage_bytes", GAUGE,
            "Highest memory usage seen (memory.peak).", _stat("memory_peak_bytes")),
-    Family(f"{PREFIX}_container_spec_memory_limit_bytes", GAUGE,
+    Family(f"{METRIC_PREFIX}_container_spec_memory_limit_bytes", GAUGE,
            "Memory limit of the container.", _stat("memory_limit_bytes")),
-    Family(f"{PREFIX}_container_oom_events_total", COUNTER,
+    Family(f"{METRIC_PREFIX}_container_oom_events_total", COUNTER,
            "Processes of the container killed by the OOM killer.", _stat("oom_kills")),
-    Family(f"{PREFIX}_container_cpu_usage_seconds_total", COUNTER,
+    Family(f"{METRIC_PREFIX}_container_cpu_usage_seconds_total", COUNTER,
            "CPU time used by the container.", _stat("cpu_usage_seconds")),
-    Family(f"{PREFIX}_container_spec_cpu_limit", GAUGE,
+    Family(f"{METRIC_PREFIX}_container_spec_cpu_limit", GAUGE,
            "CPU limit of the container in CPUs (CFS quota / period).", _stat("cpu_limit")),
-    Family(f"{PREFIX}_container_cpu_cfs_periods_total", COUNTER,
+    Family(f"{METRIC_PREFIX}_container_cpu_cfs_periods_total", COUNTER,
            "Enforcement periods that elapsed.", _stat("cpu_periods")),
-    Family(f"{PREFIX}_container_cpu_cfs_throttled_periods_total", COUNTER,
+    Family(f"{METRIC_PREFIX}_container_cpu_cfs_throttled_periods_total", COUNTER,
            "Periods in which the container was throttled.", _stat("cpu_throttled_periods")),
-    Family(f"{PREFIX}_container_cpu_cfs_throttled_seconds_total", COUNTER,
+    Family(f"{METRIC_PREFIX}_container_cpu_cfs_throttled_seconds_total", COUNTER,
            "Time the container was throttled.", _stat("cpu_throttled_seconds")),
-    *(Family(f"{PREFIX}_container_pressure_{resource}_{word}_seconds_total", COUNTER,
+    *(Family(f"{METRIC_PREFIX}_container_pressure_{resource}_{word}_seconds_total", COUNTER,
              f"Time {who} of the container's tasks were stalled on {resource} (PSI "
              f"'{kind}').", _pressure(resource, kind))
       for resource in ("cpu", "memory", "io")
       for kind, word, who in (("some", "waiting", "some"), ("full", "stalled", "all"))),
-    Family(f"{PREFIX}_container_spec_accelerator_memory_limit_bytes", GAUGE,
+    Family(f"{METRIC_PREFIX}_container_spec_accelerator_memory_limit_bytes", GAUGE,
            "GPU memory the container was given (configured per GPU resource unit).",
            lambda c: c.gpu_memory_limit_bytes),
 ]
 GPU_FAMILIES = [
-    Family(f"{PREFIX}_container_accelerator_memory_used_bytes", GAUGE,
+    Family(f"{METRIC_PREFIX}_container_accelerator_memory_used_bytes", GAUGE,
            "GPU memory used by the container's processes, per GPU (or MIG device).",
            lambda use: use.memory_used_bytes),
-    Family(f"{PREFIX}_container_accelerator_memory_total_bytes", GAUGE,
+    Family(f"{METRIC_PREFIX}_container_accelerator_memory_total_bytes", GAUGE,
            "Memory of each GPU (or MIG device) the container uses.",
            lambda use: use.device.memory_total_bytes),
 ]
 WALLTIME_FAMILIES = [
-    Family(f"{PREFIX}_walltime_limit_seconds", GAUGE, "Time limit of the server's session.",
+    Family(f"{METRIC_PREFIX}_walltime_limit_seconds", GAUGE, "Time limit of the server's session.",
            lambda w: w.limit_seconds),
-    Family(f"{PREFIX}_walltime_remaining_seconds", GAUGE,
+    Family(f"{METRIC_PREFIX}_walltime_remaining_seconds", GAUGE,
            "Seconds left before the server is stopped.", lambda w: w.remaining_seconds),
-    Family(f"{PREFIX}_walltime_deadline_timestamp_seconds", GAUGE,
+    Family(f"{METRIC_PREFIX}_walltime_deadline_timestamp_seconds", GAUGE,
            "When the server will be stopped (Unix time).", lambda w: w.deadline_timestamp),
 ]
 

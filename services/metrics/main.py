@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
+from services.contract import METRIC_PREFIX
 from services.metrics.exporter import render
 from services.metrics.gpu import GpuReader
 from services.metrics.kube_source import KubernetesSource
@@ -26,7 +27,6 @@ from services.runtime.settings import (
     run_service_main,
 )
 from services.runtime.webapp import make_app, run_service, until_stopped
-from services.walltime.metrics import PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,10 @@ async def _serve(settings: AgentSettings, read: Callable[[], NodeUsage],
                  main: Callable[[], Any], healthy: Callable[[], bool],
                  details: Callable[[], dict[str, Any]] | None = None) -> int:
     registry = CollectorRegistry()
-    read_seconds = Gauge(f"{PREFIX}_metrics_read_seconds",
+    read_seconds = Gauge(f"{METRIC_PREFIX}_metrics_read_seconds",
                          "Time the last scrape spent reading cgroups, /proc and NVML.",
                          registry=registry)
-    servers = Gauge(f"{PREFIX}_metrics_servers", "User servers seen on this node.",
+    servers = Gauge(f"{METRIC_PREFIX}_metrics_servers", "User servers seen on this node.",
                     registry=registry)
 
     def exposition() -> bytes:

@@ -9,7 +9,8 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from services.hub.client import HubClient
+from services.contract import METRIC_PREFIX
+from services.hub.client import HubClient, hub_request_counter
 from services.runtime.logs import configure_logging
 from services.runtime.retry import Backoff
 from services.runtime.settings import (
@@ -26,7 +27,6 @@ from services.tokenhelper.settings import TokenhelperSettings
 from services.tokenhelper.tokens import AccessToken
 from services.tokenhelper.web import add_routes
 from services.tokenhelper.write_back import WriteBack
-from services.walltime.metrics import PREFIX, hub_request_counter
 
 log = logging.getLogger(__name__)
 SHUTDOWN_FLUSH_TIMEOUT = 5.0  # within Kubernetes' default 30 s grace period
@@ -48,10 +48,10 @@ async def _run(settings: TokenhelperSettings) -> int:
     await asyncio.to_thread(prepare_run_dir, settings.run_dir, settings.owner_uid)
     await asyncio.to_thread(write_placeholder, settings.run_dir, settings.owner_uid)
     registry = CollectorRegistry()
-    expiry = Gauge(f"{PREFIX}_tokenhelper_access_token_expiry_timestamp_seconds",
+    expiry = Gauge(f"{METRIC_PREFIX}_tokenhelper_access_token_expiry_timestamp_seconds",
                    "When the access token handed out now expires (Unix time).",
                    registry=registry)
-    refreshes = Counter(f"{PREFIX}_tokenhelper_refreshes", "Refreshes at the provider.",
+    refreshes = Counter(f"{METRIC_PREFIX}_tokenhelper_refreshes", "Refreshes at the provider.",
                         registry=registry)
     provider = Provider(settings.oidc_issuer, settings.client_id,
                         settings.client_secret.get_secret_value())
@@ -125,13 +125,13 @@ def _health_details(broker: TokenBroker, writer: WriteBack | None) -> dict[str, 
 
 
 def _write_back_metrics(registry: CollectorRegistry, writer: WriteBack) -> None:
-    Gauge(f"{PREFIX}_tokenhelper_write_back_pending",
+    Gauge(f"{METRIC_PREFIX}_tokenhelper_write_back_pending",
           "1 while a rotated refresh token is not yet stored at the hub.",
           registry=registry).set_function(lambda: float(writer.state.pending))
-    Gauge(f"{PREFIX}_tokenhelper_write_back_failures",
+    Gauge(f"{METRIC_PREFIX}_tokenhelper_write_back_failures",
           "Failed tries to store the rotated refresh token since the last success.",
           registry=registry).set_function(lambda: float(writer.state.failures))
-    Gauge(f"{PREFIX}_tokenhelper_write_back_pending_since_timestamp_seconds",
+    Gauge(f"{METRIC_PREFIX}_tokenhelper_write_back_pending_since_timestamp_seconds",
           "When the oldest unsaved rotation happened (Unix time; 0 when none is pending).",
           registry=registry).set_function(lambda: writer.state.pending_since or 0.0)
 

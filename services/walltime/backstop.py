@@ -15,11 +15,10 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter
 
-from services.contract import IDLE_USER_OPTION, WALLTIME_USER_OPTION
+from services.contract import IDLE_USER_OPTION, METRIC_PREFIX, WALLTIME_USER_OPTION
 from services.hub.client import HubAuthError, HubClient, HubError, ServerModel
 from services.runtime.retry import Backoff
 from services.walltime.countdown import Countdown, utcnow
-from services.walltime.metrics import PREFIX
 from services.walltime.settings import BackstopSettings
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ class Backstop:
         self.settings = settings
         self.hub = hub
         self.known: dict[tuple[str, str], Countdown] = {}
-        self._stops = Counter(f"{PREFIX}_walltime_backstop_stops",
+        self._stops = Counter(f"{METRIC_PREFIX}_walltime_backstop_stops",
                               "Servers the backstop stopped past their deadline.",
                               registry=registry)
 

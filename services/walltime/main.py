@@ -6,7 +6,7 @@ import argparse
 
 from prometheus_client import CollectorRegistry
 
-from services.hub.client import HubClient
+from services.hub.client import HubClient, hub_request_counter
 from services.runtime.logs import configure_logging
 from services.runtime.settings import (
     add_setting_flags,
@@ -14,7 +14,7 @@ from services.runtime.settings import (
 )
 from services.runtime.webapp import isolate, make_app, run_service
 from services.walltime.backstop import Backstop
-from services.walltime.metrics import WalltimeCollector, hub_request_counter
+from services.walltime.metrics import WalltimeCollector
 from services.walltime.settings import BackstopSettings, SidecarSettings
 from services.walltime.sidecar import WalltimeSidecar, add_routes
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from services.hub.client import RequestObserver
+from services.contract import METRIC_PREFIX
 from services.walltime.countdown import Countdown, utcnow
 
 CountdownSource = Callable[[], Iterable[tuple[str, str, Countdown]]]
 
-PREFIX = "jupyterhub_sidecars"
+
 
 
 class WalltimeCollector(Collector):
@@ -24,12 +23,12 @@ class WalltimeCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         labels = ["user", "server"]
-        limit = GaugeMetricFamily(f"{PREFIX}_walltime_limit_seconds",
+        limit = GaugeMetricFamily(f"{METRIC_PREFIX}_walltime_limit_seconds",
                                   "Time limit of the server's session.", labels=labels)
-        remaining = GaugeMetricFamily(f"{PREFIX}_walltime_remaining_seconds",
+        remaining = GaugeMetricFamily(f"{METRIC_PREFIX}_walltime_remaining_seconds",
                                       "Seconds left before the server is stopped.",
                                       labels=labels)
-        deadline = GaugeMetricFamily(f"{PREFIX}_walltime_deadline_timestamp_seconds",
+        deadline = GaugeMetricFamily(f"{METRIC_PREFIX}_walltime_deadline_timestamp_seconds",
                                      "When the server will be stopped (Unix time).",
                                      labels=labels)
         now = utcnow()
@@ -38,14 +37,3 @@ class WalltimeCollector(Collector):
             remaining.add_metric([user, server], max(0.0, countdown.remaining(now)))
             deadline.add_metric([user, server], countdown.deadline.timestamp())
         yield from (limit, remaining, deadline)
-
-
-def hub_request_counter(registry: CollectorRegistry) -> RequestObserver:
-    """Count every hub request attempt by method and outcome (status code or error)."""
-    counter = Counter(f"{PREFIX}_hub_requests", "Requests sent to the JupyterHub API.",
-                      ["method", "outcome"], registry=registry)
-
-    def observe(method: str, outcome: str) -> None:
-        counter.labels(method, outcome).inc()
-
-    return observe
