@@ -57,3 +57,19 @@ def provider(tmp_path: Path) -> Iterator[OidcProvider]:
     """A fresh oidc-provider-mock (modules with a shared provider override this)."""
     with running_provider(tmp_path / "provider.log") as instance:
         yield instance
+
+
+@pytest.fixture(scope="module")
+def module_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """One oidc-provider-mock for all tests of a module (and its ``oidc_hub``)."""
+    with running_provider(tmp_path_factory.mktemp("oidc") / "provider.log") as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def oidc_hub(tmp_path_factory: pytest.TempPathFactory, module_provider: OidcProvider
+             ) -> Iterator[Hub]:
+    """A hub of the module's own that logs users in through ``module_provider``."""
+    with running_hub(tmp_path_factory.mktemp("oidc-hub"),
+                     oidc_issuer=module_provider.issuer) as instance:
+        yield instance

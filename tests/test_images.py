@@ -14,16 +14,15 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from harness.fileserver import open_folder
-from harness.hub import Hub, free_port, process_env, running_hub, sidecar_get
+from harness.hub import Hub, free_port, process_env, sidecar_get
 from harness.litmus import run_litmus
-from harness.oidc import OidcProvider, log_in, running_provider
+from harness.oidc import OidcProvider, log_in
 from harness.podman import TARGETS, Images, build_all, image_config, podman, run_args, run_once
 from harness.tools import REPO
 
@@ -37,19 +36,6 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
     built = build_all(tmp_path_factory.mktemp("images"))
     built.record(REPO / "test-artifacts" / "images.json")
     return built
-
-
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    with running_provider(tmp_path_factory.mktemp("oidc") / "provider.log") as instance:
-        yield instance
-
-
-@pytest.fixture(scope="module")
-def oidc_hub(tmp_path_factory: pytest.TempPathFactory, provider: OidcProvider
-             ) -> Iterator[Hub]:
-    with running_hub(tmp_path_factory.mktemp("images-hub"), oidc_issuer=provider.issuer) as hub:
-        yield hub
 
 
 class Container:
@@ -157,7 +143,7 @@ def test_sidecars_image_runs_walltime_against_the_real_hub(images: Images, oidc_
 
 
 def test_sidecars_image_runs_tokenhelper_against_the_real_hub_and_provider(
-        images: Images, oidc_hub: Hub, provider: OidcProvider, tmp_path: Path) -> None:
+        images: Images, oidc_hub: Hub, module_provider: OidcProvider, tmp_path: Path) -> None:
     user = "img-token"
     log_in(oidc_hub.public_url, user).close()
     oidc_hub.start_server(user, profile="unlimited")
@@ -176,7 +162,7 @@ def test_sidecars_image_runs_tokenhelper_against_the_real_hub_and_provider(
         with Container(args, "tokenhelper") as container:
             base = f"http://127.0.0.1:{port}"
             token = container.wait(base, "/token").text.strip()
-            assert provider.userinfo_status(token) == 200, container.logs()
+            assert module_provider.userinfo_status(token) == 200, container.logs()
             assert container.wait(base, "/healthz").json()["ok"] is True
             bearer = run_dir / "bt_u65534"
             assert bearer.read_text().strip() == token

@@ -6,31 +6,17 @@ import os
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from harness.hub import Hub, process_env, running_hub, secret_file, sidecar_get, sidecar_url
-from harness.oidc import OidcProvider, log_in, running_provider
+from harness.hub import Hub, process_env, secret_file, sidecar_get, sidecar_url
+from harness.oidc import OidcProvider, log_in
 from harness.tools import require_tool
 from services.hub.hooks import token_note, tokenhelper_scopes
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    with running_provider(tmp_path_factory.mktemp("oidc") / "provider.log") as instance:
-        yield instance
-
-
-@pytest.fixture(scope="module")
-def oidc_hub(tmp_path_factory: pytest.TempPathFactory, provider: OidcProvider
-             ) -> Iterator[Hub]:
-    with running_hub(tmp_path_factory.mktemp("oidc-hub"), oidc_issuer=provider.issuer) as hub:
-        yield hub
 
 
 def helper_pid(hub: Hub, user: str) -> int:
@@ -47,7 +33,7 @@ def start_logged_in(hub: Hub, user: str) -> dict[str, str]:
 
 
 def test_notebook_gets_fresh_access_tokens_three_ways(oidc_hub: Hub,
-                                                      provider: OidcProvider) -> None:
+                                                      module_provider: OidcProvider) -> None:
     oidc_token = require_tool("oidc-token")
     env = start_logged_in(oidc_hub, "alice")
     base = sidecar_url(env, "TOKENHELPER_")
@@ -72,7 +58,7 @@ def test_notebook_gets_fresh_access_tokens_three_ways(oidc_hub: Hub,
         requests += 3
         assert agent.returncode == 0, agent.stderr
         assert text == body["access_token"] == from_file == agent.stdout.strip()
-        assert provider.userinfo_status(text) == 200
+        assert module_provider.userinfo_status(text) == 200
         assert body["token_type"] == "Bearer"
         assert 3500 < body["expires_in"] <= 3600
         time.sleep(0.5)
