@@ -90,6 +90,7 @@ async def run_service(
     socket_owner: int | None = None,
     before_serving: Callable[[], None] | None = None,
     metrics_port: int = 0,
+    reuse_port: bool = False,
 ) -> int:
     """Serve ``app`` and run ``main`` until it returns or a stop signal arrives.
 
@@ -97,7 +98,9 @@ async def run_service(
     by ``socket_owner``: the one user who may connect). ``before_serving`` runs once the
     socket is bound, before anything is served: where a service started as root drops its
     privileges. ``metrics_port`` (0: none) serves ``/metrics`` alone on all addresses, for a
-    Prometheus outside the pod while the service itself stays pod-local. Returns ``main``'s
+    Prometheus outside the pod while the service itself stays pod-local. ``reuse_port``: other
+    processes of the same user may listen on the port too (SO_REUSEPORT; the kernel spreads
+    connections over them). Returns ``main``'s
     exit status, or 0 after a signal (a requested stop is not an error).
     """
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
@@ -111,7 +114,8 @@ async def run_service(
         await asyncio.to_thread(restrict_socket, unix_socket, socket_owner)
         log.info("listening", extra={"socket": str(unix_socket)})
     else:
-        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context,
+                           reuse_port=reuse_port or None)
         await site.start()
         log.info("listening", extra={"host": host, "port": port})
     metrics_runner: web.AppRunner | None = None

@@ -6,6 +6,7 @@ import errno
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
@@ -15,7 +16,7 @@ from services.kubepie.fileserver.context import Dav, HTTPLocked
 from services.kubepie.fileserver.davxml import BadXml
 from services.kubepie.fileserver.ifheader import BadIfHeader
 from services.kubepie.fileserver.io_threads import BatchedThreads
-from services.kubepie.fileserver.locks import LockConflict, LockManager
+from services.kubepie.fileserver.locks import LockConflict, LockManager, SharedLockManager
 from services.kubepie.fileserver.mounts import BadPath, MountTable, OutsideMount
 from services.kubepie.fileserver.settings import FileserverSettings
 from services.kubepie.fileserver.shares import share_view
@@ -44,9 +45,12 @@ ERRNO_ERRORS: dict[int, type[web.HTTPException]] = {
 }
 
 
-def build_app(settings: FileserverSettings, registry: CollectorRegistry) -> web.Application:
-    dav = Dav(settings, MountTable(settings.mount_table), LockManager(settings.lock_timeout),
-              BatchedThreads())
+def build_app(settings: FileserverSettings, registry: CollectorRegistry,
+              shared_locks: Path | None = None) -> web.Application:
+    """``shared_locks``: the lock table the server's processes share (several processes)."""
+    locks = (SharedLockManager(shared_locks, settings.lock_timeout) if shared_locks
+             else LockManager(settings.lock_timeout))
+    dav = Dav(settings, MountTable(settings.mount_table), locks, BatchedThreads())
     requests = Counter("jupyterhub_sidecars_kubepie_fileserver_requests",
                        "WebDAV requests by method and status.", ["method", "code"],
                        registry=registry)
@@ -92,10 +96,11 @@ def build_app(settings: FileserverSettings, registry: CollectorRegistry) -> web.
             requests.labels(request.method if handler else "other", str(status)).inc()
 
     async def io_threads(_: web.Application) -> AsyncIterator[None]:
-        """The filesystem worker threads live exactly as long as the app."""
+        """The filesystem worker threads (and the lock table) live exactly as long as the app."""
         dav.io.start()
         yield
         dav.io.stop()
+        locks.close()
 
     app.cleanup_ctx.append(io_threads)
     app.router.add_route("*", "/{path:.*}", dispatch)

@@ -64,7 +64,7 @@ def _refresh(dav: Dav, request: web.Request, segments: tuple[str, ...],
     tokens = submitted_tokens(dav.if_lists(request))
     for held in dav.locks.covering(segments):
         if held.token in tokens:
-            held.refresh(timeout)
+            dav.locks.refresh(held, timeout)
             return _answer(held, 200)
     raise web.HTTPPreconditionFailed(text="no lock of this resource is named in the If header\n")
 

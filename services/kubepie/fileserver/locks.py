@@ -1,15 +1,19 @@
 """Write locks (RFC 4918 §6 and §7): exclusive and shared, depth 0 or infinity, with timeouts.
 
-Locks are kept in memory. The fileserver is one process per user, and losing locks on a restart
-is allowed (clients see 412 on their next conditional request and lock again); the files
-themselves are never at risk.
+Locks are kept in memory when the file server is one process, and in a SQLite table on tmpfs
+that its processes share when it runs several (``FILESERVER_PROCESSES``): a lock taken through
+one process holds in all of them. Losing locks on a restart is allowed (clients see 412 on
+their next conditional request and lock again); the files themselves are never at risk.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 Segments = tuple[str, ...]
@@ -100,11 +104,18 @@ class LockManager:
     def unlock(self, token: str) -> bool:
         return self._locks.pop(token, None) is not None
 
+    def refresh(self, lock: Lock, timeout: float) -> None:
+        """A LOCK without a body: the lock lasts ``timeout`` from now."""
+        lock.refresh(min(timeout, self.max_timeout))
+
     def forget_below(self, segments: Segments) -> None:
         """A resource was deleted or moved away: its locks and those of its members end."""
         for token in [t for t, lock in self._locks.items()
                       if lock.root[:len(segments)] == segments]:
             del self._locks[token]
+
+    def close(self) -> None:
+        """Nothing to release in memory."""
 
     def timeout_for(self, header: str | None) -> float:
         """The first timeout of ``Timeout: Second-600, Infinite`` we accept, capped."""
@@ -115,3 +126,75 @@ class LockManager:
             if item.lower().startswith("second-") and item[7:].isdigit():
                 return min(float(item[7:]), self.max_timeout)
         return self.max_timeout
+
+
+class SharedLockManager(LockManager):
+    """The same lock table for every process of one file server: a SQLite file (write-ahead
+    log, on tmpfs) that only the server's user can open. Each question reads the table again
+    when another process changed it (``PRAGMA data_version``); taking a lock checks for
+    conflicts and inserts in one ``BEGIN IMMEDIATE`` transaction, so two processes can never
+    both grant an exclusive lock. The table is a few rows: each statement takes microseconds,
+    which is why it runs on the event loop rather than in a thread."""
+
+    def __init__(self, path: Path, max_timeout: float, max_locks: int = 10_000) -> None:
+        super().__init__(max_timeout, max_locks)
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=10)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=OFF")  # tmpfs: nothing to survive a crash for
+        self._db.execute("CREATE TABLE IF NOT EXISTS locks (token TEXT PRIMARY KEY, "
+                         "root TEXT, root_href TEXT, exclusive INTEGER, infinite INTEGER, "
+                         "owner TEXT, timeout REAL, expires REAL)")
+        self._version = -1
+
+    def _load(self, force: bool = False) -> None:
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._version and not force:
+            return
+        self._version = version
+        self._locks = {}
+        for token, root, href, exclusive, infinite, owner, timeout, expires in \
+                self._db.execute("SELECT * FROM locks"):
+            lock = Lock(token, tuple(json.loads(root)), href, bool(exclusive), bool(infinite),
+                        owner, timeout)
+            lock.expires = expires  # CLOCK_MONOTONIC is the machine's, shared by processes
+            self._locks[token] = lock
+
+    def _live(self) -> list[Lock]:
+        self._load()
+        return super()._live()
+
+    def lock(self, segments: Segments, href: str, *, exclusive: bool, infinite: bool,
+             owner: str | None, timeout: float) -> Lock:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._load(force=True)
+            lock = super().lock(segments, href, exclusive=exclusive, infinite=infinite,
+                                owner=owner, timeout=timeout)
+            self._db.execute("DELETE FROM locks WHERE expires <= ?", (time.monotonic(),))
+            self._db.execute("INSERT INTO locks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             (lock.token, json.dumps(lock.root), lock.root_href,
+                              lock.exclusive, lock.infinite, lock.owner, lock.timeout,
+                              lock.expires))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return lock
+
+    def unlock(self, token: str) -> bool:
+        super().unlock(token)
+        return self._db.execute("DELETE FROM locks WHERE token = ?", (token,)).rowcount > 0
+
+    def refresh(self, lock: Lock, timeout: float) -> None:
+        super().refresh(lock, timeout)
+        self._db.execute("UPDATE locks SET timeout = ?, expires = ? WHERE token = ?",
+                         (lock.timeout, lock.expires, lock.token))
+
+    def forget_below(self, segments: Segments) -> None:
+        self._load()
+        gone = [t for t, lock in self._locks.items() if lock.root[:len(segments)] == segments]
+        super().forget_below(segments)
+        self._db.executemany("DELETE FROM locks WHERE token = ?", [(t,) for t in gone])
+
+    def close(self) -> None:
+        self._db.close()

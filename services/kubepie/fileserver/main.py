@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from services.kubepie.fileserver.app import build_app
 from services.kubepie.fileserver.settings import FileserverSettings
+from services.kubepie.fileserver.workers import Workers
 from services.runtime.logs import configure_logging
 from services.runtime.privileges import drop_privileges
 from services.runtime.settings import run_service_main
@@ -17,8 +18,20 @@ from services.runtime.webapp import run_service, until_stopped
 
 
 def main(args: argparse.Namespace | None) -> int:
-    return run_service_main("kubepie fileserver", FileserverSettings, args, _run,
-                            prepare=_drop_privileges)
+    workers = Workers()
+
+    def prepare(settings: FileserverSettings) -> None:
+        _drop_privileges(settings)
+        workers.start(settings.processes)  # after the drop: the workers are the user too
+
+    async def run(settings: FileserverSettings) -> int:
+        try:
+            return await _run(settings, workers)
+        finally:
+            await asyncio.to_thread(workers.stop)
+
+    return run_service_main("kubepie fileserver", FileserverSettings, args, run,
+                            prepare=prepare)
 
 
 def _drop_privileges(settings: FileserverSettings) -> None:
@@ -28,14 +41,15 @@ def _drop_privileges(settings: FileserverSettings) -> None:
                     refusal="refusing to serve files as root")
 
 
-async def _run(settings: FileserverSettings) -> int:
+async def _run(settings: FileserverSettings, workers: Workers) -> int:
     log = configure_logging("kubepie-fileserver", settings.log_level)
     # Imported above, before the privilege drop: after it, the user may not be able to read
     # Python's own library (a root-only virtualenv), so nothing may be imported lazily then.
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=16, thread_name_prefix="fileserver-long"))
-    app = build_app(settings, CollectorRegistry())
+    app = build_app(settings, CollectorRegistry(), shared_locks=workers.lock_table)
     log.info("serving", extra={"mounts": {m.url: m.root for m in settings.mount_table},
                                "read_only": [m.url for m in settings.mount_table if m.read_only]})
 
-    return await run_service(app, until_stopped, host=settings.host, port=settings.port)
+    return await run_service(app, until_stopped, host=settings.host, port=settings.port,
+                             reuse_port=settings.processes > 1)

@@ -37,6 +37,9 @@ class FileserverSettings(ServiceSettings):
                                                        "what 'Infinite' means)")
     fsync: bool = Field(False, description="fsync each uploaded file before it replaces the "
                                            "old one (survives a node crash; slower PUTs)")
+    processes: int = Field(1, ge=1, le=64, description="processes serving the port together "
+                                                        "(SO_REUSEPORT), sharing one lock "
+                                                        "table: up to the pod's CPUs")
     access_token: SecretStr | None = Field(
         None, description="when set, every WebDAV request must carry 'Authorization: Bearer "
                           "<it>' (the gateway's; /healthz and /metrics stay open)")
