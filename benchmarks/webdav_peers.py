@@ -4,6 +4,7 @@ One run, loopback, the same files on the same disk for every server, all servers
 at once and measured in rounds that visit each in turn:
 
   kubepie   jupyterhub-sidecars kubepie fileserver (aiohttp; as nobody when run as root)
+  kubepie2  the same with FILESERVER_PROCESSES=2 (two processes on the port, shared locks)
   nginx     nginx with the dav and dav_ext modules (static GET by nginx itself, sendfile on)
   apache    Apache 2.4 mod_dav + mod_dav_fs, mpm_event
   wsgidav   WsgiDAV on cheroot (the usual Python WebDAV server)
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -65,9 +67,9 @@ class Server:
     prefix: str = ""  # URL path of the data folder
 
 
-def start_kubepie(data: Path, scratch: Path, port: int) -> Command:
+def start_kubepie(data: Path, scratch: Path, port: int, processes: int = 1) -> Command:
     env = {**os.environ, "FILESERVER_MOUNTS": f"files={data}", "FILESERVER_PORT": str(port),
-           "FILESERVER_LOG_LEVEL": "warning"}
+           "FILESERVER_LOG_LEVEL": "warning", "FILESERVER_PROCESSES": str(processes)}
     if os.geteuid() == 0:
         env.update(FILESERVER_UID=str(NOBODY), FILESERVER_GID=str(NOBODY))
     return Command([str(VENV_BIN / "jupyterhub-sidecars"), "kubepie", "fileserver"], env)
@@ -141,6 +143,8 @@ def start_rclone(data: Path, scratch: Path, port: int) -> Command:
 
 SERVERS = {
     "kubepie": Server("kubepie", start_kubepie, "/files"),
+    # FILESERVER_PROCESSES=2: one process per core of this 2-core machine.
+    "kubepie2": Server("kubepie2", functools.partial(start_kubepie, processes=2), "/files"),
     "nginx": Server("nginx", start_nginx, "/files"),
     "apache": Server("apache", start_apache, "/files"),
     "wsgidav": Server("wsgidav", start_wsgidav, ""),

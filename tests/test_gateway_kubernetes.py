@@ -188,6 +188,7 @@ def _check_pod(pod: dict[str, Any]) -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["FILESERVER_MOUNTS"] == "home=/srv/kubepie/home,data=/srv/kubepie/data"
     assert env["FILESERVER_READ_ONLY"] == "data"
+    assert env["FILESERVER_PROCESSES"] == "1"  # KUBEPIE_FILESERVER_PROCESSES
     assert env["FILESERVER_ACCESS_TOKEN_FILE"] == "/etc/kubepie/token"
     assert "FILESERVER_ACCESS_TOKEN" not in env  # by file, from the pod's own Secret
     assert container["volumeMounts"] == [

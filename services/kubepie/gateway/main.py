@@ -32,7 +32,8 @@ async def _backend(settings: GatewaySettings) -> tuple[Backend, KeyStore, LinkSt
         from services.kubepie.gateway.backends.kubernetes import connect
         return await connect(settings)
     from services.kubepie.gateway.backends.local import LocalBackend
-    return (LocalBackend(settings.storage, log_level=settings.log_level),
+    return (LocalBackend(settings.storage, log_level=settings.log_level,
+                         processes=settings.fileserver_processes),
             SqliteKeyStore(settings.key_store), SqliteLinkStore(settings.key_store))
 
 

@@ -104,6 +104,10 @@ class GatewaySettings(ServiceSettings, IdentitySettings):
                                            "registry.example.org/kubepie-fileserver:0.1.0")
     pod_port: int = Field(8770, ge=1, le=65535, description="port file server pods listen on")
     pod_memory_limit: str = Field("512Mi", description="memory limit of a file server pod")
+    fileserver_processes: int = Field(1, ge=1, le=64, description="processes of each user's "
+                                                                "file server on its port "
+                                                                "(many small files: up to "
+                                                                "the CPUs it may use)")
     identity_key_file: Path | None = Field(None, description="PEM private key signing pod "
                                                              "identities for the webhook")
     owner_deployment: str = Field("", description="the gateway's Deployment: owner of the "

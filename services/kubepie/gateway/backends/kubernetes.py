@@ -271,7 +271,8 @@ async def connect(settings: GatewaySettings
     key = await asyncio.to_thread(load_key, settings.identity_key_file)
     backend = KubernetesBackend(
         core, pods=PodSettings(namespace=namespace, image=settings.pod_image,
-                               port=settings.pod_port, memory_limit=settings.pod_memory_limit),
+                               port=settings.pod_port, memory_limit=settings.pod_memory_limit,
+                               processes=settings.fileserver_processes),
         storage=storage, identity_key=key,
         token_secret=hashlib.sha256(b"kubepie-pod-token:" + settings.session_secret
                                     .get_secret_value().encode()).digest(),

@@ -124,9 +124,10 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, storage: StorageDefinition, *, log_level: str = "INFO",
-                 stop_timeout: float = 10.0) -> None:
+                 stop_timeout: float = 10.0, processes: int = 1) -> None:
         self._storage = storage
         self._log_level = log_level
+        self._processes = processes
         self._stop_timeout = stop_timeout
         self._pids: dict[str, int] = {}
         self._forks = ForkServer()
@@ -149,7 +150,8 @@ class LocalBackend:
                "FILESERVER_READ_ONLY": ",".join(n for n, _, read_only in mounts if read_only),
                "FILESERVER_HOST": "127.0.0.1", "FILESERVER_PORT": str(port),
                "FILESERVER_ACCESS_TOKEN_FILE": str(token_file),
-               "FILESERVER_LOG_LEVEL": self._log_level}
+               "FILESERVER_LOG_LEVEL": self._log_level,
+               "FILESERVER_PROCESSES": str(self._processes)}
         if os.geteuid() == 0:
             env |= {"FILESERVER_UID": str(identity.uid), "FILESERVER_GID": str(identity.gid),
                     "FILESERVER_GROUPS": ",".join(map(str, identity.gids))}

@@ -73,6 +73,7 @@ class PodSettings:
     memory_request: str = "128Mi"
     memory_limit: str = "512Mi"
     service_account: str | None = None
+    processes: int = 1
 
 
 def build_pod(identity: Identity, *, name: str, settings: PodSettings,
@@ -84,6 +85,7 @@ def build_pod(identity: Identity, *, name: str, settings: PodSettings,
         {"name": "FILESERVER_READ_ONLY", "value": ",".join(n for n, _, ro in served if ro)},
         {"name": "FILESERVER_HOST", "value": "0.0.0.0"},
         {"name": "FILESERVER_PORT", "value": str(settings.port)},
+        {"name": "FILESERVER_PROCESSES", "value": str(settings.processes)},
         {"name": "FILESERVER_ACCESS_TOKEN_FILE", "value": f"{TOKEN_DIR}/{TOKEN_KEY}"},
     ]
     metadata: dict[str, Any] = {
