@@ -125,7 +125,7 @@ def test_the_workers_stop_with_the_server(server: Fileserver) -> None:
     assert server.stop() == 0
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or _zombie(pid), pid
-    assert not folder.exists()
+    assert not folder.exists(), server.log()[-2500:]
 
 
 def test_workers_end_when_the_parent_is_killed(server: Fileserver) -> None:
@@ -138,7 +138,7 @@ def test_workers_end_when_the_parent_is_killed(server: Fileserver) -> None:
     while any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in children):
         assert time.monotonic() < deadline, "workers outlived their parent"
         time.sleep(0.1)
-    assert not folder.exists()  # the workers removed what their parent could not
+    assert not folder.exists(), server.log()[-2500:]  # the workers removed it
 
 
 def _zombie(pid: int) -> bool:

@@ -132,7 +132,10 @@ async def run_service(
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # What handled the signals before (a process's own, e.g. the file server's workers'),
+    # put back afterwards instead of the default action.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
         loop.add_signal_handler(sig, stop.set)
 
     main_task = asyncio.create_task(main(), name="service-main")
@@ -148,8 +151,10 @@ async def run_service(
         return 0
     finally:
         stop_task.cancel()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig, handler in previous.items():
             loop.remove_signal_handler(sig)
+            if handler is not None:
+                signal.signal(sig, handler)
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await runner.cleanup()

@@ -139,12 +139,21 @@ class SharedLockManager(LockManager):
     def __init__(self, path: Path, max_timeout: float, max_locks: int = 10_000) -> None:
         super().__init__(max_timeout, max_locks)
         self._db = sqlite3.connect(path, isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=OFF")  # tmpfs: nothing to survive a crash for
-        self._db.execute("CREATE TABLE IF NOT EXISTS locks (token TEXT PRIMARY KEY, "
-                         "root TEXT, root_href TEXT, exclusive INTEGER, infinite INTEGER, "
-                         "owner TEXT, timeout REAL, expires REAL)")
         self._version = -1
+
+    @staticmethod
+    def create(path: Path) -> None:
+        """The table, in write-ahead-log mode, made once before the processes start (several
+        switching the journal mode at once would find the database locked)."""
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE locks (token TEXT PRIMARY KEY, root TEXT, root_href TEXT, "
+                       "exclusive INTEGER, infinite INTEGER, owner TEXT, timeout REAL, "
+                       "expires REAL)")
+        finally:
+            db.close()
 
     def _load(self, force: bool = False) -> None:
         version = self._db.execute("PRAGMA data_version").fetchone()[0]

@@ -25,13 +25,13 @@ def main(args: argparse.Namespace | None) -> int:
         workers.start(settings.processes)  # after the drop: the workers are the user too
 
     async def run(settings: FileserverSettings) -> int:
-        try:
-            return await _run(settings, workers)
-        finally:
-            await asyncio.to_thread(workers.stop)
+        return await _run(settings, workers)
 
-    return run_service_main("kubepie fileserver", FileserverSettings, args, run,
-                            prepare=prepare)
+    try:
+        return run_service_main("kubepie fileserver", FileserverSettings, args, run,
+                                prepare=prepare)
+    finally:
+        workers.stop()  # once the event loop is gone: nothing can cancel it
 
 
 def _drop_privileges(settings: FileserverSettings) -> None:

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from services.kubepie.fileserver.locks import SharedLockManager
+
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
@@ -47,6 +49,7 @@ class Workers:
         where = SHARED_MEMORY if os.access(SHARED_MEMORY, os.W_OK | os.X_OK) else None
         self.lock_folder = Path(tempfile.mkdtemp(prefix="kubepie-fileserver-", dir=where))
         (self.lock_folder / "present").touch(mode=0o600)
+        SharedLockManager.create(self.lock_folder / "locks.sqlite")
         parent = os.getpid()
         for _ in range(processes - 1):
             pid = os.fork()
@@ -57,11 +60,19 @@ class Workers:
                 break
             self.children.append(pid)
         self._presence = _hold_shared(self.lock_folder / "present")
+        # Outside the event loop's own handling (before it starts, and while it shuts down):
+        # a SIGTERM leaves through main's cleanup, not on the spot (the default action). A
+        # worker whose parent was killed gets one per thread of the dying parent.
+        signal.signal(signal.SIGTERM, _stop_before_serving)
 
     def stop(self, timeout: float = 10.0) -> None:
         """After this process's own graceful stop. The parent (which the kubelet's SIGTERM
         reaches) sends SIGTERM to the workers and SIGKILL after ``timeout``. Whichever process
         leaves last removes the lock table: the parent, or the workers when it was killed."""
+        if self.lock_folder is None:
+            return
+        # A worker of a killed parent gets SIGTERM once per thread of the dying parent.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if self.is_parent:
             for pid in self.children:
                 _signal(pid, signal.SIGTERM)
@@ -96,6 +107,10 @@ class Workers:
         finally:
             os.close(last)
         shutil.rmtree(self.lock_folder, ignore_errors=True)
+
+
+def _stop_before_serving(number: int, _: object) -> None:
+    raise SystemExit(0)
 
 
 def _hold_shared(path: Path) -> int:
