@@ -5,7 +5,7 @@ gets more by running several. They are forked after the privilege drop and befor
 loop or thread exists, each binds the port with SO_REUSEPORT (the kernel spreads connections
 over them), and they share one lock table (``SharedLockManager``) in a private folder on tmpfs.
 The first process is the parent: the kubelet's SIGTERM reaches it, and it stops the others
-after its own graceful stop; a worker whose parent is gone gets SIGTERM from the kernel.
+after its own graceful stop; a worker whose parent is gone is told by the kernel.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import ctypes
 import fcntl
 import logging
 import os
+import select
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from services.kubepie.fileserver.locks import SharedLockManager
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
+_orphaned = threading.Event()  # set in a worker once the kernel said its parent died
 # tmpfs in every container, writable with readOnlyRootFilesystem; the folder in it is mkdtemp's
 # (0700, a random name), so no other user can reach or pre-create it.
 SHARED_MEMORY = Path("/dev/shm")  # noqa: S108
@@ -37,6 +40,7 @@ class Workers:
         self.lock_folder: Path | None = None
         self.is_parent = True
         self._presence: int | None = None
+        self._parent: int | None = None  # a worker's pidfd of its parent
 
     @property
     def lock_table(self) -> Path | None:
@@ -56,13 +60,13 @@ class Workers:
             if pid == 0:
                 self.is_parent = False
                 self.children = []
+                self._parent = os.pidfd_open(parent)
                 _die_with_parent(parent)
                 break
             self.children.append(pid)
         self._presence = _hold_shared(self.lock_folder / "present")
         # Outside the event loop's own handling (before it starts, and while it shuts down):
-        # a SIGTERM leaves through main's cleanup, not on the spot (the default action). A
-        # worker whose parent was killed gets one per thread of the dying parent.
+        # a SIGTERM leaves through main's cleanup, not on the spot (the default action).
         signal.signal(signal.SIGTERM, _stop_before_serving)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -71,8 +75,7 @@ class Workers:
         leaves last removes the lock table: the parent, or the workers when it was killed."""
         if self.lock_folder is None:
             return
-        # A worker of a killed parent gets SIGTERM once per thread of the dying parent.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping already
         if self.is_parent:
             for pid in self.children:
                 _signal(pid, signal.SIGTERM)
@@ -94,6 +97,10 @@ class Workers:
         folder (two doing so at once is harmless)."""
         if self.lock_folder is None or self._presence is None:
             return
+        if _orphaned.is_set() and self._parent is not None:
+            # Told of the parent's death while its last threads may still hold its files
+            # (and its flock): wait until it is gone for good.
+            select.select([self._parent], [], [], 5.0)
         os.close(self._presence)
         self._presence = None
         try:
@@ -120,10 +127,23 @@ def _hold_shared(path: Path) -> int:
 
 
 def _die_with_parent(parent: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    """The kernel signals a worker when its parent dies, once per thread of the dying parent:
+    SIGUSR2, turned into one SIGTERM here (the usual graceful stop)."""
+    signal.signal(signal.SIGUSR2, _parent_died)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGUSR2)
     if os.getppid() != parent:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGUSR2)
+
+
+def _parent_died(number: int, _: object) -> None:
+    _orphaned.set()
+    _prctl(PR_SET_PDEATHSIG, 0)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _prctl(option: int, value: int) -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
 
 
 def _reaped(pid: int) -> bool:
