@@ -123,6 +123,10 @@ command -v davix-put >/dev/null || apt_install davix
 # rclone mount (the tests, and the demo banner's recipe) needs FUSE 3's fusermount3.
 command -v fusermount3 >/dev/null || apt_install fuse3
 command -v wget >/dev/null || apt_install wget  # share links: wget -r of a folder link
+# Which processes serve a port (ss) and whose children they are (pgrep): the file server's
+# worker processes and the leak checks.
+command -v ss >/dev/null || [ -x /usr/sbin/ss ] || [ -x /usr/bin/ss ] || apt_install iproute2
+command -v pgrep >/dev/null || apt_install procps
 # Disk usage against real filesystems (loop-mounted ext4 and xfs; xfs_io sets project ids)
 # and the container's limits in `free` (LXCFS, a FUSE filesystem).
 command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || apt_install e2fsprogs
