@@ -4,6 +4,7 @@ what only a process shows (signals, privilege drops, exit codes)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -11,10 +12,15 @@ from joserfc.jwk import ECKey
 from prometheus_client import CollectorRegistry
 from pytest_aiohttp import AiohttpClient
 
+from services.hub.client import HubClient
 from services.kubepie.fileserver.app import build_app as fileserver_app
 from services.kubepie.fileserver.settings import FileserverSettings
 from services.kubepie.webhook.main import build_app as webhook_app
 from services.runtime.webapp import make_app
+from services.walltime.countdown import Countdown, utcnow
+from services.walltime.settings import SidecarSettings
+from services.walltime.sidecar import WalltimeSidecar
+from services.walltime.sidecar import add_routes as add_walltime_routes
 
 
 async def test_healthz_says_ok_or_503_with_what_an_operator_should_know(
@@ -118,3 +124,26 @@ async def test_the_file_server_answers_only_its_gateway_and_maps_errors_to_webda
 LOCK_BODY = (b'<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:">'
              b"<D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype>"
              b"<D:owner>test</D:owner></D:lockinfo>")
+
+
+async def test_the_walltime_sidecar_status_says_starting_then_counts_down(
+        aiohttp_client: AiohttpClient) -> None:
+    """What the status bar reads: 503 "starting" until the hub told the start time, then the
+    countdown with its warnings; never cached."""
+    settings = SidecarSettings(JUPYTERHUB_API_URL="http://hub:8081/hub/api", api_token="t",
+                               JUPYTERHUB_USER="ada", limit="30m", warn="10m,1m")
+    hub = HubClient(settings.api_url, settings.token)
+    sidecar = WalltimeSidecar(settings, hub)
+    app = make_app(CollectorRegistry())
+    add_walltime_routes(app, sidecar)
+    client = await aiohttp_client(app)
+    starting = await client.get("/status")
+    assert starting.status == 503 and (await starting.json())["state"] == "starting"
+    sidecar.countdown = Countdown(utcnow() - timedelta(minutes=25), 1800.0, (600.0, 60.0))
+    running = await client.get("/status")
+    body = await running.json()
+    assert running.status == 200 and running.headers["Cache-Control"] == "no-store"
+    assert body["user"] == "ada" and body["limit"] == 1800
+    assert 290 <= body["remaining"] <= 300 and body["state"] == "warning"
+    assert (await client.post("/status")).status == 405
+    await hub.aclose()
