@@ -5,7 +5,8 @@ gets more by running several. They are forked after the privilege drop and befor
 loop or thread exists, each binds the port with SO_REUSEPORT (the kernel spreads connections
 over them), and they share one lock table (``SharedLockManager``) in a private folder on tmpfs.
 The first process is the parent: the kubelet's SIGTERM reaches it, and it stops the others
-after its own graceful stop; a worker whose parent is gone is told by the kernel.
+after its own graceful stop; a worker whose parent is gone is told by the kernel. A worker
+that dies is not replaced: the kernel hands new connections to the sockets still open.
 """
 
 from __future__ import annotations
