@@ -21,25 +21,30 @@ import time
 from pathlib import Path
 
 import aiohttp
-import httpx
 import nacl.bindings as sodium
 
-from harness.hub import Hub, process_env
+from harness.hub import Hub, process_env, sidecar_get, sidecar_url
 from harness.oidc import OidcProvider, log_in
+from services.runtime import sidecar_urls
 from services.tokenhelper.agent_socket import decrypt, encrypt
 
 REQUEST = '{"request":"access_token","account":"bench","min_valid_period":0}'
 
 
-async def http_case(url: str, clients: int, seconds: float) -> list[float]:
+async def http_case(url: str, path: str, clients: int, seconds: float) -> list[float]:
+    """GETs of ``path`` on the sidecar at ``url`` (its loopback port, or its UNIX socket as
+    the embedded default runs it)."""
     latencies: list[float] = []
     stop = time.perf_counter() + seconds
+    socket = sidecar_urls.socket_of(url)
 
     async def client() -> None:
-        async with aiohttp.ClientSession() as http:  # lighter than httpx as a load generator
+        connector = aiohttp.UnixConnector(path=socket) if socket else None
+        # aiohttp: lighter than httpx as a load generator
+        async with aiohttp.ClientSession(connector=connector) as http:
             while time.perf_counter() < stop:
                 start = time.perf_counter()
-                async with http.get(url) as response:
+                async with http.get(sidecar_urls.http_url(url, path)) as response:
                     await response.read()
                 latencies.append(time.perf_counter() - start)
                 assert response.status == 200
@@ -77,12 +82,13 @@ def report(name: str, latencies: list[float], seconds: float) -> None:
 
 
 async def measure(env: dict[str, str], socket_path: str, seconds: float) -> None:
-    base = f"http://127.0.0.1:{env['TOKENHELPER_PORT']}"
-    print("| case | requests/s | p50 ms | p99 ms |\n|---|---|---|---|")
+    url = sidecar_url(env, "TOKENHELPER_")
+    over = "UNIX socket" if sidecar_urls.socket_of(url) else "loopback TCP"
+    print(f"HTTP over {over}\n| case | requests/s | p50 ms | p99 ms |\n|---|---|---|---|")
     for clients in (1, 16):
         for path in ("/token", "/v1/token"):
             report(f"HTTP GET {path}, {clients} client(s)",
-                   await http_case(base + path, clients, seconds), seconds)
+                   await http_case(url, path, clients, seconds), seconds)
         report(f"oidc-agent socket, {clients} client(s)",
                await socket_case(socket_path, clients, seconds), seconds)
 
@@ -98,7 +104,7 @@ def main(seconds: float) -> None:
         model = hub.start_server("alice", profile="unlimited")
         helper = process_env(int(model["state"]["sidecar_pids"]["tokenhelper"]))
         notebook = process_env(int(model["state"]["pid"]))
-        httpx.get(f"http://127.0.0.1:{helper['TOKENHELPER_PORT']}/token")  # warm the cache
+        sidecar_get(sidecar_url(helper, "TOKENHELPER_"), "/token")  # warm the cache
         asyncio.run(measure(helper, notebook["OIDC_SOCK"], seconds))
     finally:
         hub.api("DELETE", "/users/alice/server")
