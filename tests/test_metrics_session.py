@@ -97,7 +97,10 @@ def test_local_agent_finds_each_server_with_its_labels_and_walltime(hub: Hub) ->
         == "minute"
     assert default.stats.memory_limit_bytes == GB3 and default.stats.cpu_limit == 1.5
     rss = sum(p.rss_bytes for p in descendants(process_table(), server_pid(hub, "usage-carol")))
-    assert abs(default.stats.memory_usage_bytes - rss) / rss < 0.10
+    # The cgroup also counts the page cache its processes brought in (tens of MiB at start,
+    # more on a loaded machine): at least ~the processes' RSS, and not much more.
+    assert 0.9 * rss <= default.stats.memory_usage_bytes <= rss + 64 * 2**20, \
+        (default.stats.memory_usage_bytes, rss)
     walltimes = {w.server.server: w for w in usage.walltimes if w.server.user == "usage-carol"}
     assert walltimes["second"].limit_seconds == 60
     assert 0 < walltimes["second"].remaining_seconds <= 60
