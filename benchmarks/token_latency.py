@@ -98,19 +98,21 @@ def main(seconds: float) -> None:
     provider = OidcProvider(state / "provider.log", token_max_age=300)
     provider.start()
     hub = Hub(state / "hub", oidc_issuer=provider.issuer)
-    hub.start()
     try:
-        log_in(f"http://127.0.0.1:{hub.port}", "alice").close()
-        model = hub.start_server("alice", profile="unlimited")
-        helper = process_env(int(model["state"]["sidecar_pids"]["tokenhelper"]))
-        notebook = process_env(int(model["state"]["pid"]))
-        sidecar_get(sidecar_url(helper, "TOKENHELPER_"), "/token")  # warm the cache
-        asyncio.run(measure(helper, notebook["OIDC_SOCK"], seconds))
+        hub.start()
+        try:
+            log_in(f"http://127.0.0.1:{hub.port}", "alice").close()
+            model = hub.start_server("alice", profile="unlimited")
+            helper = process_env(int(model["state"]["sidecar_pids"]["tokenhelper"]))
+            notebook = process_env(int(model["state"]["pid"]))
+            sidecar_get(sidecar_url(helper, "TOKENHELPER_"), "/token")  # warm the cache
+            asyncio.run(measure(helper, notebook["OIDC_SOCK"], seconds))
+        finally:
+            hub.api("DELETE", "/users/alice/server")
+            hub.wait_stopped("alice")
+            hub.stop()
     finally:
-        hub.api("DELETE", "/users/alice/server")
-        hub.wait_stopped("alice")
-        hub.stop()
-        provider.stop()
+        provider.stop()  # even when the hub part failed (a failed run once left it running)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.hub import Hub, running_hub, stop_all_servers
+from harness.issuer import Issuer
 from harness.oidc import OidcProvider, running_provider
 from harness.process_leaks import Tracker
 
@@ -73,3 +74,13 @@ def oidc_hub(tmp_path_factory: pytest.TempPathFactory, module_provider: OidcProv
     with running_hub(tmp_path_factory.mktemp("oidc-hub"),
                      oidc_issuer=module_provider.issuer) as instance:
         yield instance
+
+
+@pytest.fixture
+async def issuer() -> AsyncIterator[Issuer]:
+    """A signing OIDC issuer on loopback (discovery, JWKS, introspection)."""
+    server = Issuer()
+    await server.start()
+    yield server
+    assert server.runner is not None
+    await server.runner.cleanup()

@@ -61,15 +61,6 @@ class InProcessBackend:
 
 
 @pytest.fixture
-async def issuer() -> AsyncIterator[Issuer]:
-    server = Issuer()
-    await server.start()
-    yield server
-    assert server.runner is not None
-    await server.runner.cleanup()
-
-
-@pytest.fixture
 async def parts(tmp_path: Path, issuer: Issuer, aiohttp_server: AiohttpServer,
                 aiohttp_client: AiohttpClient
                 ) -> AsyncIterator[Parts]:

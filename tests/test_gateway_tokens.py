@@ -31,15 +31,6 @@ from services.kubepie.gateway.bearer import (
 
 
 @pytest.fixture
-async def issuer() -> AsyncIterator[Issuer]:
-    server = Issuer()
-    await server.start()
-    yield server
-    assert server.runner is not None
-    await server.runner.cleanup()
-
-
-@pytest.fixture
 async def verifier(issuer: Issuer) -> AsyncIterator[JwtVerifier]:
     async with httpx.AsyncClient() as http:
         yield JwtVerifier(ProviderMetadata(issuer.url, http), http, audiences=("kubepie",),
