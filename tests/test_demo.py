@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -24,6 +25,56 @@ pytestmark = pytest.mark.slow
 def test_demo_starts_logs_in_through_oidc_and_equips_the_server(tmp_path: Path) -> None:
     with open_folder() as state:  # reachable by the users' uids when CI runs as root
         _run_demo(tmp_path, state / "state")
+
+
+def test_a_killed_demo_takes_its_hub_provider_and_gateway_with_it(tmp_path: Path) -> None:
+    """SIGKILL to the demo alone (an OOM kill, a closed terminal's last resort): the hub (in a
+    process group of its own), the OIDC provider and the gateway stop too, never linger."""
+    port = free_demo_port()
+    output = tmp_path / "demo.log"
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{REPO / 'node_modules' / '.bin'}:"
+                                 f"{os.environ['PATH']}"}
+    with open_folder() as state:
+        demo = subprocess.Popen([str(VENV_BIN / "jupyterhub-sidecars"), "demo", "--port",
+                                 str(port), "--dir", str(state / "state")],
+                                stdout=output.open("wb"), stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while "demo is running" not in output.read_text(errors="replace"):
+                assert demo.poll() is None, output.read_text()[-3000:]
+                assert time.monotonic() < deadline, output.read_text()[-3000:]
+                time.sleep(0.3)
+            children = _children(demo.pid)
+            assert len(children) == 3, children  # provider, gateway, hub
+            demo.kill()
+            demo.wait()
+            deadline = time.monotonic() + 30
+            while (alive := [pid for pid in children if _running(pid)]) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not alive, f"outlived the demo: {alive}"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(demo.pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in
+            Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for pytest (a child subreaper) to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    if stat.rsplit(")", 1)[1].split()[0] == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
+    return True
 
 
 def _run_demo(tmp_path: Path, state: Path) -> None:

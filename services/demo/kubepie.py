@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from services.demo.children import stop_with_parent
 from services.identity.claims import ClaimMapping
 from services.kubepie.gateway.accesskeys import AccessKeys, SqliteKeyStore
 
@@ -94,4 +95,5 @@ def start_gateway(bin_dir: Path, state: Path, issuer: str, port: int,
            "KUBEPIE_OPAQUE_TOKENS": "userinfo"}
     log = (state / "kubepie-gateway.log").open("ab")
     return subprocess.Popen([str(bin_dir / "jupyterhub-sidecars"), "kubepie", "gateway"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+                            env=env, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=stop_with_parent)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from services.demo.children import stop_with_parent
 from services.demo.hubconfig import REPO_ROOT, proxy_command
 from services.demo.kubepie import fresh_key, group_gids, prepare_homes, start_gateway
 
@@ -43,7 +44,8 @@ def start_provider(bin_dir: Path, port: int, log: Path) -> subprocess.Popen[byte
     command = [str(bin_dir / "oidc-provider-mock"), "-p", str(port), "-e", "300"]
     for user in DEMO_USERS:
         command += ["--user-claims", json.dumps(user)]
-    return subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            preexec_fn=stop_with_parent)
 
 
 def crypt_key(state: Path) -> str:
@@ -92,7 +94,11 @@ def _run_hub(args: argparse.Namespace, state: Path, bin_dir: Path, provider_port
         "SIDECARS_DEMO_GROUP_GIDS": group_gids(),
         "JUPYTERHUB_CRYPT_KEY": crypt_key(state),
     }
-    hub = subprocess.Popen([str(bin_dir / "jupyterhub"), "-f", str(CONFIG)], cwd=state, env=env)
+    # The hub gets a process group of its own, so that Ctrl-C (sent by the terminal to the whole
+    # foreground group) reaches it once, forwarded from here, never twice: a second SIGINT in
+    # the middle of its shutdown kills it half-way.
+    hub = subprocess.Popen([str(bin_dir / "jupyterhub"), "-f", str(CONFIG)], cwd=state, env=env,
+                           process_group=0, preexec_fn=stop_with_parent)
     signal.signal(signal.SIGTERM, lambda *_: hub.send_signal(signal.SIGTERM))
     try:
         gateway_url = f"http://127.0.0.1:{args.port + GATEWAY_OFFSET}"
@@ -102,10 +108,18 @@ def _run_hub(args: argparse.Namespace, state: Path, bin_dir: Path, provider_port
             print(_banner(args.port, state, issuer) + _kubepie_banner(gateway_url, key_id,
                                                                       secret, state),
                   flush=True)
-        return hub.wait()
+        return _exit_status(hub.wait())
     except KeyboardInterrupt:
         hub.send_signal(signal.SIGINT)
-        return hub.wait()
+        return _exit_status(hub.wait(), asked_to_stop=True)
+
+
+def _exit_status(returncode: int, asked_to_stop: bool = False) -> int:
+    """A shell's exit status: 0 for a hub that stopped because it was asked to, 128 + N for one
+    killed by signal N (Popen says -N, which ``sys.exit`` would turn into 256 - N)."""
+    if asked_to_stop and returncode in (-signal.SIGINT, -signal.SIGTERM):
+        return 0
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def _wait_until_up(process: subprocess.Popen[bytes] | None, url: str,
