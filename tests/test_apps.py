@@ -4,9 +4,11 @@ what only a process shows (signals, privilege drops, exit codes)."""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from datetime import timedelta
 from pathlib import Path
 
+import defusedxml.ElementTree as SafeET
 from aiohttp import web
 from joserfc.jwk import ECKey
 from prometheus_client import CollectorRegistry
@@ -147,3 +149,57 @@ async def test_the_walltime_sidecar_status_says_starting_then_counts_down(
     assert 290 <= body["remaining"] <= 300 and body["state"] == "warning"
     assert (await client.post("/status")).status == 405
     await hub.aclose()
+
+
+async def test_a_listing_says_the_same_as_the_general_property_path(
+        aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
+    """An allprop listing takes a shorter path than a PROPFIND that names properties: both
+    must say the same for awkward names, folders, dead properties and a locked member."""
+    home = tmp_path / "home"
+    (home / "sub").mkdir(parents=True)
+    (home / "a&b<c>.txt").write_bytes(b"x" * 11)
+    (home / "locked.csv").write_bytes(b"1,2\n")
+    settings = FileserverSettings(mounts=f"home={home}", access_token="gw")
+    client = await aiohttp_client(fileserver_app(settings, CollectorRegistry()))
+    gateway = {"Authorization": "Bearer gw"}
+    patched = await client.request("PROPPATCH", "/home/a%26b%3Cc%3E.txt", headers=gateway,
+                                   data=b'<D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z">'
+                                        b"<D:set><D:prop><Z:note>kept &amp; shown</Z:note>"
+                                        b"</D:prop></D:set></D:propertyupdate>")
+    assert patched.status == 207
+    lock = await client.request("LOCK", "/home/locked.csv", data=LOCK_BODY, headers=gateway)
+    assert lock.status == 200
+
+    async def listing(body: bytes) -> dict[str, dict[str, ET.Element]]:
+        answer = await client.request("PROPFIND", "/home/", data=body,
+                                      headers={**gateway, "Depth": "1"})
+        assert answer.status == 207
+        root = SafeET.fromstring(await answer.read())
+        found = {}
+        for response in root.iter("{DAV:}response"):
+            href = response.findtext("{DAV:}href")
+            assert href
+            [ok] = [p for p in response.iter("{DAV:}propstat")
+                    if "200" in (p.findtext("{DAV:}status") or "")]
+            prop = ok.find("{DAV:}prop")
+            assert prop is not None
+            found[href] = {child.tag: child for child in prop}
+        return found
+
+    plain = await listing(b"")
+    general = await listing(b'<D:propfind xmlns:D="DAV:"><D:allprop/>'
+                            b'<D:include><D:nothing-here/></D:include></D:propfind>')
+    assert set(plain) == {"/home/", "/home/sub/", "/home/a%26b%3Cc%3E.txt", "/home/locked.csv"}
+    for href, props in plain.items():
+        assert {tag: ET.tostring(e) for tag, e in props.items()} == \
+            {tag: ET.tostring(e) for tag, e in general[href].items()}, href
+    awkward = plain["/home/a%26b%3Cc%3E.txt"]
+    assert awkward["{DAV:}displayname"].text == "a&b<c>.txt"
+    assert awkward["{DAV:}getcontentlength"].text == "11"
+    assert awkward["{DAV:}getcontenttype"].text == "text/plain"
+    assert awkward["{urn:z}note"].text == "kept & shown"
+    got = await client.get("/home/a%26b%3Cc%3E.txt", headers=gateway)
+    assert awkward["{DAV:}getetag"].text == got.headers["ETag"]
+    assert plain["/home/sub/"]["{DAV:}resourcetype"].find("{DAV:}collection") is not None
+    assert plain["/home/locked.csv"]["{DAV:}lockdiscovery"].find("{DAV:}activelock") is not None
+    assert len(plain["/home/sub/"]["{DAV:}lockdiscovery"]) == 0

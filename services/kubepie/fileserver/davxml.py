@@ -23,6 +23,8 @@ MULTISTATUS_CLOSE = "</D:multistatus>\n"
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 403: "Forbidden", 404: "Not Found",
            409: "Conflict", 412: "Precondition Failed", 423: "Locked",
            424: "Failed Dependency", 507: "Insufficient Storage"}
+_STATUS_LINES = {code: f"<D:status>HTTP/1.1 {code} {reason}</D:status>"
+                 for code, reason in REASONS.items()}
 
 
 class BadXml(ValueError):
@@ -142,13 +144,19 @@ def element(name: str, inner: str) -> str:
     return f"<R:{local} xmlns:R={quoteattr(namespace)}>{inner}</R:{local}>"
 
 
+def text(value: str) -> str:
+    """Element text: ``escape`` where there is anything to escape (most names and every
+    percent-encoded href have nothing), which a listing of thousands notices."""
+    return escape(value) if "&" in value or "<" in value or ">" in value else value
+
+
 def status_line(code: int) -> str:
-    return f"<D:status>HTTP/1.1 {code} {REASONS.get(code, '')}</D:status>"
+    return _STATUS_LINES.get(code) or f"<D:status>HTTP/1.1 {code} </D:status>"
 
 
 def response(href: str, propstats: dict[int, list[str]]) -> str:
     """One ``<D:response>`` with a propstat per status code."""
-    parts = [f"<D:response><D:href>{escape(href)}</D:href>"]
+    parts = [f"<D:response><D:href>{text(href)}</D:href>"]
     for code, props in propstats.items():
         if props:
             parts.append(f"<D:propstat><D:prop>{''.join(props)}</D:prop>{status_line(code)}"

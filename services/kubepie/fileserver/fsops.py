@@ -124,7 +124,7 @@ class Entry:
         return stat.S_ISDIR(self.st.st_mode)
 
 
-def scan(real: str, mount: Mount, batch: int = 256) -> Generator[list[Entry], None, None]:
+def scan(real: str, mount: Mount, batch: int = 1024) -> Generator[list[Entry], None, None]:
     """The members of a folder, in batches; symlinks that leave the mount are left out."""
     entries: list[Entry] = []
     with os.scandir(real) as iterator:

@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as SafeET
 
-from services.kubepie.fileserver.davxml import DAV, empty_element, qname, serialize
+from services.kubepie.fileserver.davxml import DAV, empty_element, qname, serialize, text
 
 XATTR_PREFIX = "user.dav."
 
@@ -77,7 +77,13 @@ def _http_date(seconds: int) -> str:
 
 
 def iso_date(timestamp: float) -> str:
-    return strftime("%Y-%m-%dT%H:%M:%SZ", gmtime(timestamp))
+    return _iso_date(int(timestamp))
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_date(seconds: int) -> str:
+    """Cached like ``_http_date``: the files of one listing share a few seconds."""
+    return strftime("%Y-%m-%dT%H:%M:%SZ", gmtime(seconds))
 
 
 def live_properties(name: str, st: os.stat_result | None, *, collection: bool) -> dict[str, str]:
@@ -95,6 +101,28 @@ def live_properties(name: str, st: os.stat_result | None, *, collection: bool) -
         props[CONTENTTYPE] = f"<D:getcontenttype>{escape(content_type(name))}</D:getcontenttype>"
         props[ETAG] = f"<D:getetag>{escape(etag(st))}</D:getetag>"
     return props
+
+
+def allprop_live_xml(name: str, st: os.stat_result, *, collection: bool) -> str:
+    """``live_properties(...).values()`` joined, built in one step: a listing renders this for
+    every member (allprop, what most clients send), so it skips the dict."""
+    if collection:
+        return (f"<D:resourcetype><D:collection/></D:resourcetype>"
+                f"<D:displayname>{text(name)}</D:displayname>{SUPPORTEDLOCK_XML}"
+                f"<D:creationdate>{iso_date(st.st_ctime)}</D:creationdate>"
+                f"<D:getlastmodified>{http_date(st.st_mtime)}</D:getlastmodified>")
+    # An etag is hex digits, a dash and quotes: nothing to escape in element text.
+    return (f"<D:resourcetype/><D:displayname>{text(name)}</D:displayname>"
+            f"{SUPPORTEDLOCK_XML}<D:creationdate>{iso_date(st.st_ctime)}</D:creationdate>"
+            f"<D:getlastmodified>{http_date(st.st_mtime)}</D:getlastmodified>"
+            f"<D:getcontentlength>{st.st_size}</D:getcontentlength>"
+            f"<D:getcontenttype>{_type_text(os.path.splitext(name)[1].lower())}"
+            f"</D:getcontenttype><D:getetag>{etag(st)}</D:getetag>")
+
+
+@functools.lru_cache(maxsize=1024)
+def _type_text(suffix: str) -> str:
+    return escape(_type_of_suffix(suffix))
 
 
 def quota_properties(path: str) -> dict[str, str]:

@@ -21,6 +21,7 @@ from services.kubepie.fileserver.props import (
     LOCKDISCOVERY,
     QUOTA_AVAILABLE,
     QUOTA_USED,
+    allprop_live_xml,
     content_type,
     dead_properties,
     etag,
@@ -196,6 +197,9 @@ class Resource:
     path: str | None
 
 
+EMPTY_LOCKDISCOVERY = "<D:lockdiscovery></D:lockdiscovery>"
+
+
 class PropfindRenderer:
     """Turns resources into ``<D:response>`` elements for one PROPFIND request."""
 
@@ -209,6 +213,9 @@ class PropfindRenderer:
 
     def render(self, resource: Resource) -> str:
         """Blocking (xattrs, statvfs): runs in a worker thread for listings."""
+        if self.query.kind == "allprop" and not self.query.names and resource.st is not None \
+                and not any(lock.covers(resource.segments) for lock in self.locks):
+            return self._render_plain_allprop(resource, resource.st)
         props = live_properties(resource.name, resource.st, collection=resource.collection)
         props[LOCKDISCOVERY] = ("<D:lockdiscovery>" + "".join(
             lock.active_lock_xml() for lock in self.locks if lock.covers(resource.segments))
@@ -234,6 +241,14 @@ class PropfindRenderer:
             else:
                 ok.append(value)
         return davxml.response(resource.href, {200: ok, 404: missing})
+
+    def _render_plain_allprop(self, resource: Resource, st: os.stat_result) -> str:
+        """The same answer as the general path for allprop of an unlocked resource, in fewer
+        steps (a listing is thousands of these)."""
+        dead = dead_properties(resource.path) if resource.path else {}
+        live = allprop_live_xml(resource.name, st, collection=resource.collection)
+        return davxml.response(resource.href, {
+            200: [live, EMPTY_LOCKDISCOVERY, *dead.values()]})
 
     def render_batch(self, resources: list[Resource]) -> bytes:
         return "".join(self.render(r) for r in resources).encode()
