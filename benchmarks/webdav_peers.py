@@ -170,23 +170,28 @@ def make_files(data: Path, size_mib: int) -> None:
         path.chmod(0o666)
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory of a process and all its descendants (bytes)."""
+def tree_memory(pid: int) -> tuple[int, int]:
+    """Resident memory of a process and all its descendants (bytes): RSS, which counts a page
+    shared by forked workers once per worker, and PSS, which splits it between them (the
+    honest sum for nginx's, Apache's and the file server's several processes alike)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError):
                 ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
                 children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [pid]
+    rss = pss = 0
+    todo = [pid]
     while todo:
         current = todo.pop()
         todo.extend(children.get(current, []))
         with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-    return total
+            for line in Path(f"/proc/{current}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1]) * 1024
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1]) * 1024
+    return rss, pss
 
 
 def curl(*args: str) -> dict[str, float]:
@@ -265,12 +270,15 @@ def measure(servers: dict[str, tuple[str, int]], data: Path, repeat: int,
     for _ in range(2):
         for name, (base, _) in servers.items():
             small[name].append(wrk(f"{base}/small.bin", wrk_seconds))
-    return {name: {"get_mb_s": statistics.median(gets[name]),
-                   "put_mb_s": statistics.median(puts[name]),
-                   "propfind_s": statistics.median(propfinds[name]),
-                   "small_req_s": statistics.median(small[name]),
-                   "rss_mib": tree_rss(pid) / (1 << 20)}
-            for name, (_, pid) in servers.items()}
+    results = {}
+    for name, (_, pid) in servers.items():
+        rss, pss = tree_memory(pid)
+        results[name] = {"get_mb_s": statistics.median(gets[name]),
+                         "put_mb_s": statistics.median(puts[name]),
+                         "propfind_s": statistics.median(propfinds[name]),
+                         "small_req_s": statistics.median(small[name]),
+                         "rss_mib": rss / (1 << 20), "pss_mib": pss / (1 << 20)}
+    return results
 
 
 def main() -> int:
@@ -310,10 +318,11 @@ def main() -> int:
     finally:
         shutil.rmtree(base_dir, ignore_errors=True)
     print(f"\n{'server':<9} {'GET MB/s':>9} {'PUT MB/s':>9} {'PROPFIND 10k s':>15} "
-          f"{'4 KiB GET req/s':>16} {'RSS MiB':>8}")
+          f"{'4 KiB GET req/s':>16} {'RSS MiB':>8} {'PSS MiB':>8}")
     for name, row in results.items():
         print(f"{name:<9} {row['get_mb_s']:>9.0f} {row['put_mb_s']:>9.0f} "
-              f"{row['propfind_s']:>15.3f} {row['small_req_s']:>16.0f} {row['rss_mib']:>8.1f}")
+              f"{row['propfind_s']:>15.3f} {row['small_req_s']:>16.0f} {row['rss_mib']:>8.1f} "
+              f"{row['pss_mib']:>8.1f}")
     print(json.dumps(results))
     return 0
 

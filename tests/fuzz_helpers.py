@@ -8,7 +8,9 @@ from typing import Any
 
 import httpx
 from joserfc.jwk import RSAKey
+from prometheus_client import CollectorRegistry
 
+from services.kubepie.fileserver.cached_read import CachedReads
 from services.kubepie.fileserver.context import Dav
 from services.kubepie.fileserver.io_threads import BatchedThreads
 from services.kubepie.fileserver.locks import LockManager
@@ -21,7 +23,9 @@ from services.kubepie.gateway.bearer import JwtVerifier, ProviderMetadata
 def file_server_context() -> Dav:
     folder = tempfile.mkdtemp(prefix="kubepie-fuzz-")
     settings = FileserverSettings(mounts=f"home={folder}")
-    return Dav(settings, MountTable(settings.mount_table), LockManager(60.0), BatchedThreads())
+    mounts = MountTable(settings.mount_table)
+    return Dav(settings, mounts, LockManager(60.0), BatchedThreads(),
+               CachedReads(mounts.mounts, CollectorRegistry()))
 
 
 class _NoKeys(ProviderMetadata):

@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from services.kubepie.fileserver import locking, read, write
+from services.kubepie.fileserver.cached_read import CachedReads
 from services.kubepie.fileserver.context import Dav, HTTPLocked
 from services.kubepie.fileserver.davxml import BadXml
 from services.kubepie.fileserver.ifheader import BadIfHeader
@@ -50,7 +51,8 @@ def build_app(settings: FileserverSettings, registry: CollectorRegistry,
     """``shared_locks``: the lock table the server's processes share (several processes)."""
     locks = (SharedLockManager(shared_locks, settings.lock_timeout) if shared_locks
              else LockManager(settings.lock_timeout))
-    dav = Dav(settings, MountTable(settings.mount_table), locks, BatchedThreads())
+    mounts = MountTable(settings.mount_table)
+    dav = Dav(settings, mounts, locks, BatchedThreads(), CachedReads(mounts.mounts, registry))
     requests = Counter("jupyterhub_sidecars_kubepie_fileserver_requests",
                        "WebDAV requests by method and status.", ["method", "code"],
                        registry=registry)
@@ -100,6 +102,7 @@ def build_app(settings: FileserverSettings, registry: CollectorRegistry,
         dav.io.start()
         yield
         dav.io.stop()
+        dav.cached.close()
         locks.close()
 
     app.cleanup_ctx.append(io_threads)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from services.kubepie.fileserver import fsops
+from services.kubepie.fileserver.cached_read import CachedReads
 from services.kubepie.fileserver.davxml import error_body
 from services.kubepie.fileserver.ifheader import (
     ConditionList,
@@ -47,6 +48,7 @@ class Dav:
     mounts: MountTable
     locks: LockManager
     io: BatchedThreads
+    cached: CachedReads
 
     # -- targets --------------------------------------------------------------------------------
 

@@ -55,7 +55,10 @@ async def get(dav: Dav, request: web.Request) -> web.StreamResponse:
     target = dav.target(request)
     if target.mount is None or target.path is None:
         return _listing_response(target, [], dav.mounts.children_of_virtual(target.segments))
-    opened = await dav.io.run(fsops.open_for_read, target.path, target.mount, SMALL_FILE)
+    opened: fsops.OpenedFile | fsops.Found | None = dav.cached.read(
+        target.mount, target.segments[len(target.mount.segments):])
+    if opened is None:  # not certain to be cached: a worker thread opens and judges it
+        opened = await dav.io.run(fsops.open_for_read, target.path, target.mount, SMALL_FILE)
     if opened is None:
         raise web.HTTPNotFound()
     if isinstance(opened, fsops.Found):
