@@ -96,7 +96,9 @@ async def test_every_panel_query_returns_data_from_a_real_prometheus(
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    up = (await client.get("/api/v1/query", params={"query": "up"})).json()
+                    answer = await client.get("/api/v1/query", params={"query": "up"})
+                    # 503 "Service Unavailable" (text) while Prometheus is still starting
+                    up = answer.json() if answer.status_code == 200 else {}
                 except httpx.TransportError:  # not listening yet
                     up = {}
                 healthy = {r["metric"]["job"] for r in up.get("data", {}).get("result", [])

@@ -82,10 +82,13 @@ def _run_demo(tmp_path: Path, state: Path) -> None:
     output = tmp_path / "demo.log"
     env = {**os.environ, "PATH": f"{VENV_BIN}:{REPO / 'node_modules' / '.bin'}:"
                                  f"{os.environ['PATH']}"}
+    # Started the way a background job or a CI runner starts it, with SIGINT ignored: Ctrl-C
+    # (kill -INT) must stop it all the same (the extras test starts it the plain way).
     demo = subprocess.Popen([str(VENV_BIN / "jupyterhub-sidecars"), "demo", "--port", str(port),
                              "--dir", str(state)],
                             stdout=output.open("wb"), stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         deadline = time.monotonic() + 60
         while "demo is running" not in output.read_text(errors="replace"):

@@ -58,6 +58,7 @@ def crypt_key(state: Path) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     state = args.dir.resolve()
     state.mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
@@ -99,19 +100,26 @@ def _run_hub(args: argparse.Namespace, state: Path, bin_dir: Path, provider_port
     # the middle of its shutdown kills it half-way.
     hub = subprocess.Popen([str(bin_dir / "jupyterhub"), "-f", str(CONFIG)], cwd=state, env=env,
                            process_group=0, preexec_fn=stop_with_parent)
-    signal.signal(signal.SIGTERM, lambda *_: hub.send_signal(signal.SIGTERM))
-    try:
-        gateway_url = f"http://127.0.0.1:{args.port + GATEWAY_OFFSET}"
-        if _wait_until_up(hub, f"http://127.0.0.1:{args.port + 81}/hub/api/") and \
-                _wait_until_up(None, f"{gateway_url}/healthz"):
-            key_id, secret = fresh_key(state, DEMO_USERS[0])
-            print(_banner(args.port, state, issuer) + _kubepie_banner(gateway_url, key_id,
-                                                                      secret, state),
-                  flush=True)
-        return _exit_status(hub.wait())
-    except KeyboardInterrupt:
-        hub.send_signal(signal.SIGINT)
-        return _exit_status(hub.wait(), asked_to_stop=True)
+    asked: list[int] = []
+
+    def forward(number: int, _: object) -> None:
+        asked.append(number)
+        if hub.poll() is None:
+            hub.send_signal(number)
+
+    # Handlers of our own, whatever this process inherited: a shell that starts a command in
+    # the background (``make demo &``, CI runners) sets SIGINT to "ignore", and a Ctrl-C or
+    # kill -INT would then never reach the hub.
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    gateway_url = f"http://127.0.0.1:{args.port + GATEWAY_OFFSET}"
+    if _wait_until_up(hub, f"http://127.0.0.1:{args.port + 81}/hub/api/") and \
+            _wait_until_up(None, f"{gateway_url}/healthz", stop=asked):
+        key_id, secret = fresh_key(state, DEMO_USERS[0])
+        print(_banner(args.port, state, issuer) + _kubepie_banner(gateway_url, key_id,
+                                                                  secret, state),
+              flush=True)
+    return _exit_status(hub.wait(), asked_to_stop=bool(asked))
 
 
 def _exit_status(returncode: int, asked_to_stop: bool = False) -> int:
@@ -123,9 +131,12 @@ def _exit_status(returncode: int, asked_to_stop: bool = False) -> int:
 
 
 def _wait_until_up(process: subprocess.Popen[bytes] | None, url: str,
-                   timeout: float = 60) -> bool:
+                   timeout: float = 60, stop: list[int] | None = None) -> bool:
+    """Whether ``url`` answers 200 in time; False as soon as ``process`` ends or a stop
+    signal arrived."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (process is None or process.poll() is None):
+    while time.monotonic() < deadline and (process is None or process.poll() is None) \
+            and not stop:
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return True
