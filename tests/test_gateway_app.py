@@ -133,3 +133,26 @@ async def test_nginx_authorize_answers_and_a_failed_start_is_503(parts: Parts) -
     unavailable = await client.get("/home/", headers=bob)
     assert unavailable.status == 503 and "no capacity" in await unavailable.text()
     assert (await client.get("/healthz")).status == 200
+
+
+async def test_small_and_large_bodies_arrive_whole_with_their_headers(parts: Parts) -> None:
+    """A body up to 64 KiB is read whole and sent in one piece, a larger one streamed: both
+    byte for byte, with the file server's validators, ranges and HEAD's length."""
+    client, _, issuer = parts
+    alice = bearer(issuer)
+    small, large = bytes(range(256)) * 16, bytes(range(256)) * 1024  # 4 KiB, 256 KiB
+    for name, body in (("small.bin", small), ("large.bin", large)):
+        assert (await client.put(f"/home/{name}", data=body, headers=alice)).status == 201
+        got = await client.get(f"/home/{name}", headers=alice)
+        assert got.status == 200 and await got.read() == body, name
+        assert got.headers["Content-Length"] == str(len(body))
+        assert got.headers["ETag"] and got.headers["Last-Modified"]
+        ranged = await client.get(f"/home/{name}", headers={**alice, "Range": "bytes=10-19"})
+        assert ranged.status == 206 and await ranged.read() == body[10:20]
+        assert ranged.headers["Content-Range"] == f"bytes 10-19/{len(body)}"
+        head = await client.head(f"/home/{name}", headers=alice)
+        assert head.status == 200 and head.headers["Content-Length"] == str(len(body))
+        assert await head.read() == b""
+        unchanged = await client.get(f"/home/{name}", headers={
+            **alice, "If-None-Match": got.headers["ETag"]})
+        assert unchanged.status == 304 and await unchanged.read() == b""

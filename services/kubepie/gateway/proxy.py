@@ -23,6 +23,7 @@ from services.kubepie.gateway.splice import SPLICE_AVAILABLE, BodyCutShort, plai
 
 CHUNK = 256 * 1024
 SPLICE_FROM = 1 << 20  # bodies from 1 MiB go socket to socket in the kernel
+WHOLE_BELOW = 64 * 1024  # bodies up to this size are read whole and sent in one piece
 SPLICE_TIMEOUT = 600.0  # the longest wait for either side, as the upstream session's read
 HOP_BY_HOP = frozenset(h.lower() for h in (
     "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
@@ -116,6 +117,16 @@ async def forward(request: web.Request, session: aiohttp.ClientSession, endpoint
     async with session.request(request.method, upstream_url(endpoint.url, request.raw_path),
                                headers=headers, data=body, allow_redirects=False,
                                auto_decompress=False, compress=None) as upstream:
+        length = upstream.content_length
+        if request.method != "HEAD" and length is not None and length <= WHOLE_BELOW \
+                and upstream.status not in (204, 304):
+            # A small body in one piece: headers and body leave in one write, with fewer
+            # steps per request than streaming (4 KiB GETs are most of the requests).
+            body = await upstream.read()
+            headers = response_headers(upstream.headers)
+            headers.popall("Content-Length", None)  # aiohttp sets it from the body
+            return web.Response(status=upstream.status, reason=upstream.reason,
+                                headers=headers, body=body), len(body)
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
                                       headers=response_headers(upstream.headers))
         if request.method == "HEAD" or upstream.status in (204, 304):
