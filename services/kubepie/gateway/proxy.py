@@ -122,11 +122,11 @@ async def forward(request: web.Request, session: aiohttp.ClientSession, endpoint
                 and upstream.status not in (204, 304):
             # A small body in one piece: headers and body leave in one write, with fewer
             # steps per request than streaming (4 KiB GETs are most of the requests).
-            body = await upstream.read()
+            whole = await upstream.read()
             headers = response_headers(upstream.headers)
             headers.popall("Content-Length", None)  # aiohttp sets it from the body
             return web.Response(status=upstream.status, reason=upstream.reason,
-                                headers=headers, body=body), len(body)
+                                headers=headers, body=whole), len(whole)
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
                                       headers=response_headers(upstream.headers))
         if request.method == "HEAD" or upstream.status in (204, 304):
