@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import gc
 import logging
 import os
 import select
@@ -56,6 +57,9 @@ class Workers:
         (self.lock_folder / "present").touch(mode=0o600)
         SharedLockManager.create(self.lock_folder / "locks.sqlite")
         parent = os.getpid()
+        # What is imported so far stays shared copy-on-write: the collector never walks (and
+        # so never writes to) the objects frozen here, in any process.
+        gc.freeze()
         for _ in range(processes - 1):
             pid = os.fork()
             if pid == 0:
