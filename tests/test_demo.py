@@ -30,21 +30,9 @@ def test_demo_starts_logs_in_through_oidc_and_equips_the_server(tmp_path: Path) 
 def test_a_killed_demo_takes_its_hub_provider_and_gateway_with_it(tmp_path: Path) -> None:
     """SIGKILL to the demo alone (an OOM kill, a closed terminal's last resort): the hub (in a
     process group of its own), the OIDC provider and the gateway stop too, never linger."""
-    port = free_demo_port()
-    output = tmp_path / "demo.log"
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{REPO / 'node_modules' / '.bin'}:"
-                                 f"{os.environ['PATH']}"}
     with open_folder() as state:
-        demo = subprocess.Popen([str(VENV_BIN / "jupyterhub-sidecars"), "demo", "--port",
-                                 str(port), "--dir", str(state / "state")],
-                                stdout=output.open("wb"), stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+        demo, _ = _start_demo(tmp_path, state / "state", free_demo_port())
         try:
-            deadline = time.monotonic() + 60
-            while "demo is running" not in output.read_text(errors="replace"):
-                assert demo.poll() is None, output.read_text()[-3000:]
-                assert time.monotonic() < deadline, output.read_text()[-3000:]
-                time.sleep(0.3)
             children = _children(demo.pid)
             assert len(children) == 3, children  # provider, gateway, hub
             demo.kill()
@@ -77,24 +65,38 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _run_demo(tmp_path: Path, state: Path) -> None:
-    port = free_demo_port()
+def _start_demo(tmp_path: Path, state: Path, port: int, *,
+                ignore_sigint: bool = False) -> tuple[subprocess.Popen[bytes], Path]:
+    """The demo, once its banner says it is running; its output file."""
     output = tmp_path / "demo.log"
     env = {**os.environ, "PATH": f"{VENV_BIN}:{REPO / 'node_modules' / '.bin'}:"
                                  f"{os.environ['PATH']}"}
-    # Started the way a background job or a CI runner starts it, with SIGINT ignored: Ctrl-C
-    # (kill -INT) must stop it all the same (the extras test starts it the plain way).
     demo = subprocess.Popen([str(VENV_BIN / "jupyterhub-sidecars"), "demo", "--port", str(port),
                              "--dir", str(state)],
                             stdout=output.open("wb"), stderr=subprocess.STDOUT, env=env,
                             start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+                            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+                            if ignore_sigint else None)
     try:
         deadline = time.monotonic() + 60
         while "demo is running" not in output.read_text(errors="replace"):
             assert demo.poll() is None, output.read_text()[-3000:]
             assert time.monotonic() < deadline, output.read_text()[-3000:]
             time.sleep(0.3)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait()
+        raise
+    return demo, output
+
+
+def _run_demo(tmp_path: Path, state: Path) -> None:
+    port = free_demo_port()
+    # Started the way a background job or a CI runner starts it, with SIGINT ignored: Ctrl-C
+    # (kill -INT) must stop it all the same (the extras test starts it the plain way).
+    demo, output = _start_demo(tmp_path, state, port, ignore_sigint=True)
+    try:
         banner = output.read_text()
         assert f"http://127.0.0.1:{port}/hub/login" in banner
         assert "Quick look" in banner and "$BEARER_TOKEN_FILE" in banner
