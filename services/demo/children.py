@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import ctypes
 import signal
-import sys
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+from services.runtime.parent_death import signal_on_parent_death
 
 
 def stop_with_parent() -> None:
     """``preexec_fn`` of each child: SIGTERM (their graceful stop) when the demo dies, even by
     SIGKILL, so that no provider, gateway or hub outlives it."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    signal_on_parent_death(signal.SIGTERM)

@@ -123,7 +123,7 @@ class CachedReads:
             if read != st.st_size:
                 return None  # only part was cached, or it changed since the stat
             self.hits.inc()
-            return OpenedFile(st, bytes(buffer[:read]), None)
+            return OpenedFile(st, bytes(memoryview(buffer)[:read]), None)
         except OSError:  # EAGAIN: not in the page cache; EOPNOTSUPP: no RWF_NOWAIT here
             return None
         finally:

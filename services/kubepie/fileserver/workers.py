@@ -12,7 +12,6 @@ that dies is not replaced: the kernel hands new connections to the sockets still
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import gc
 import logging
@@ -26,10 +25,10 @@ import time
 from pathlib import Path
 
 from services.kubepie.fileserver.locks import SharedLockManager
+from services.runtime.parent_death import signal_on_parent_death
 
 log = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1
 _orphaned = threading.Event()  # set in a worker once the kernel said its parent died
 # tmpfs in every container, writable with readOnlyRootFilesystem; the folder in it is mkdtemp's
 # (0700, a random name), so no other user can reach or pre-create it.
@@ -135,20 +134,16 @@ def _die_with_parent(parent: int) -> None:
     """The kernel signals a worker when its parent dies, once per thread of the dying parent:
     SIGUSR2, turned into one SIGTERM here (the usual graceful stop)."""
     signal.signal(signal.SIGUSR2, _parent_died)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGUSR2)
+    signal_on_parent_death(signal.SIGUSR2)
     if os.getppid() != parent:  # the parent died before prctl took effect
         os.kill(os.getpid(), signal.SIGUSR2)
 
 
 def _parent_died(number: int, _: object) -> None:
     _orphaned.set()
-    _prctl(PR_SET_PDEATHSIG, 0)
+    signal_on_parent_death(0)
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _prctl(option: int, value: int) -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
 
 
 def _reaped(pid: int) -> bool:
