@@ -27,6 +27,7 @@ from types import SimpleNamespace
 
 import httpx
 
+from benchmarks.proc_tree import cpu_seconds
 from harness.gateway import Gateway, remove
 from harness.issuer import Issuer  # discovery + JWKS on loopback, signs tokens
 
@@ -78,11 +79,6 @@ def memory_kib(pid: int) -> tuple[int, int]:
     return values["Pss"], values["Rss"]
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -122,7 +118,7 @@ async def run(args: argparse.Namespace, root: Path) -> Results:
     results = Results()
     gateway.start()
     assert gateway.process is not None
-    cpu_before = cpu_seconds(gateway.process.pid)
+    cpu_before = cpu_seconds([gateway.process.pid])
     limits = httpx.Limits(max_connections=args.at_once + 10)
     try:
         async with httpx.AsyncClient(timeout=300, limits=limits) as client:
@@ -156,7 +152,7 @@ async def run(args: argparse.Namespace, root: Path) -> Results:
                     await asyncio.sleep(1)
                 results.reclaimed += len(pids) - len(file_server_pids())
         results_gateway = (rss_mib(gateway.process.pid),
-                           cpu_seconds(gateway.process.pid) - cpu_before)
+                           cpu_seconds([gateway.process.pid]) - cpu_before)
     finally:
         gateway.stop()
         assert issuer.runner is not None

@@ -12,7 +12,8 @@ at once and measured in rounds that visit each in turn:
 
 Measured per server (medians): GET of a 1 GiB file and PUT of a 1 GiB file with curl (MB/s),
 PROPFIND Depth 1 of a folder of 10,000 files with curl (s), 4 KiB GETs with 32 connections
-with wrk (req/s), and the server's resident memory (all its processes) at the end.
+with wrk (req/s) and the CPU time the server (all its processes) and wrk spent per request
+(µs), and the server's resident memory (all its processes) at the end.
 
 Needs (Debian): nginx-light libnginx-mod-http-dav-ext apache2 rclone wrk curl; (PyPI) wsgidav
 cheroot — `pip install -e '.[bench]'`.
@@ -41,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from benchmarks.proc_tree import cpu_used, descendants, tree_memory
 
 VENV_BIN = Path(sys.executable).parent
 NOBODY = 65534
@@ -170,30 +173,6 @@ def make_files(data: Path, size_mib: int) -> None:
         path.chmod(0o666)
 
 
-def tree_memory(pid: int) -> tuple[int, int]:
-    """Resident memory of a process and all its descendants (bytes): RSS, which counts a page
-    shared by forked workers once per worker, and PSS, which splits it between them (the
-    honest sum for nginx's, Apache's and the file server's several processes alike)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    rss = pss = 0
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        todo.extend(children.get(current, []))
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{current}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Rss:"):
-                    rss += int(line.split()[1]) * 1024
-                elif line.startswith("Pss:"):
-                    pss += int(line.split()[1]) * 1024
-    return rss, pss
-
-
 def curl(*args: str) -> dict[str, float]:
     out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{json}", *args],
                          capture_output=True, text=True, check=True, timeout=600).stdout
@@ -255,6 +234,7 @@ def measure(servers: dict[str, tuple[str, int]], data: Path, repeat: int,
     puts: dict[str, list[float]] = {name: [] for name in servers}
     propfinds: dict[str, list[float]] = {name: [] for name in servers}
     small: dict[str, list[float]] = {name: [] for name in servers}
+    small_cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
     for attempt in range(repeat):
         for name, (base, _) in servers.items():
             gets[name].append(curl(f"{base}/big.bin")["speed_download"] / 1e6)
@@ -268,8 +248,12 @@ def measure(servers: dict[str, tuple[str, int]], data: Path, repeat: int,
                 propfinds[name].append(curl("-X", "PROPFIND", "-H", "Depth: 1",
                                             f"{base}/many/")["time_total"])
     for _ in range(2):
-        for name, (base, _) in servers.items():
-            small[name].append(wrk(f"{base}/small.bin", wrk_seconds))
+        for name, (base, pid) in servers.items():
+            with cpu_used({"server": descendants(pid)}) as used:
+                small[name].append(wrk(f"{base}/small.bin", wrk_seconds))
+            requests = small[name][-1] * wrk_seconds
+            small_cpu[name].append((used["server"] / requests * 1e6,
+                                    used["children"] / requests * 1e6))
     results = {}
     for name, (_, pid) in servers.items():
         rss, pss = tree_memory(pid)
@@ -277,6 +261,8 @@ def measure(servers: dict[str, tuple[str, int]], data: Path, repeat: int,
                          "put_mb_s": statistics.median(puts[name]),
                          "propfind_s": statistics.median(propfinds[name]),
                          "small_req_s": statistics.median(small[name]),
+                         "small_server_cpu_us": statistics.median(c[0] for c in small_cpu[name]),
+                         "small_wrk_cpu_us": statistics.median(c[1] for c in small_cpu[name]),
                          "rss_mib": rss / (1 << 20), "pss_mib": pss / (1 << 20)}
     return results
 
@@ -318,11 +304,13 @@ def main() -> int:
     finally:
         shutil.rmtree(base_dir, ignore_errors=True)
     print(f"\n{'server':<9} {'GET MB/s':>9} {'PUT MB/s':>9} {'PROPFIND 10k s':>15} "
-          f"{'4 KiB GET req/s':>16} {'RSS MiB':>8} {'PSS MiB':>8}")
+          f"{'4 KiB GET req/s':>16} {'µs CPU/GET':>11} {'wrk µs':>7} {'RSS MiB':>8} "
+          f"{'PSS MiB':>8}")
     for name, row in results.items():
         print(f"{name:<9} {row['get_mb_s']:>9.0f} {row['put_mb_s']:>9.0f} "
-              f"{row['propfind_s']:>15.3f} {row['small_req_s']:>16.0f} {row['rss_mib']:>8.1f} "
-              f"{row['pss_mib']:>8.1f}")
+              f"{row['propfind_s']:>15.3f} {row['small_req_s']:>16.0f} "
+              f"{row['small_server_cpu_us']:>11.0f} {row['small_wrk_cpu_us']:>7.0f} "
+              f"{row['rss_mib']:>8.1f} {row['pss_mib']:>8.1f}")
     print(json.dumps(results))
     return 0
 
