@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
@@ -36,7 +37,21 @@ def require_tool(name: str, *extra_dirs: Path) -> str:
     found = shutil.which(name)
     if found:
         return found
-    message = f"{name} is not installed (make setup installs it)"
+    _missing(f"{name} is not installed (make setup installs it)")
+
+
+def require_debian_module(module: str, package: str) -> str:
+    """Debian's python3 when it can import ``module`` (a client that exists only as a
+    Debian package with Python bindings, like gfal2); skip locally, fail in CI."""
+    python = "/usr/bin/python3"
+    if Path(python).exists() and subprocess.run([python, "-c", f"import {module}"],
+                                                capture_output=True, check=False).returncode == 0:
+        return python
+    _missing(f"{python} cannot import {module}: {package} is not installed "
+             "(make setup installs it)")
+
+
+def _missing(message: str) -> NoReturn:
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)

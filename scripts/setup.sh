@@ -114,12 +114,15 @@ if ! command -v glewlwyd >/dev/null; then
   apt_install glewlwyd
 fi
 
-# WebDAV clients the kubepie file server is tested with: the litmus suites, rclone, cadaver
-# and davix (gfal2's HTTP library).
+# WebDAV clients the kubepie file server is tested with: the litmus suites, rclone, cadaver,
+# davix (gfal2's HTTP library) and gfal2.
 command -v litmus >/dev/null || apt_install litmus
 command -v rclone >/dev/null || apt_install rclone
 command -v cadaver >/dev/null || apt_install cadaver
 command -v davix-put >/dev/null || apt_install davix
+# gfal2 itself (what gfal-copy, FTS and Rucio use), through Debian's python3 binding, with its
+# HTTP/WebDAV and local-file plugins: copies verified with the storage's checksums.
+apt_install python3-gfal2 gfal2-plugin-http gfal2-plugin-file
 # rclone mount (the tests, and the demo banner's recipe) needs FUSE 3's fusermount3.
 command -v fusermount3 >/dev/null || apt_install fuse3
 command -v wget >/dev/null || apt_install wget  # share links: wget -r of a folder link

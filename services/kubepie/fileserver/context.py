@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from services.kubepie.fileserver import fsops
 from services.kubepie.fileserver.cached_read import CachedReads
 from services.kubepie.fileserver.davxml import error_body
+from services.kubepie.fileserver.digests import Digests
 from services.kubepie.fileserver.ifheader import (
     ConditionList,
     etags_match,
@@ -49,6 +50,7 @@ class Dav:
     locks: LockManager
     io: BatchedThreads
     cached: CachedReads
+    digests: Digests = field(default_factory=Digests)
 
     # -- targets --------------------------------------------------------------------------------
 

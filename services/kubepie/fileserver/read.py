@@ -67,7 +67,7 @@ async def get(dav: Dav, request: web.Request) -> web.StreamResponse:
         iterator = fsops.scan(opened.real, target.mount, batch=4096)
         entries = await asyncio.to_thread(_collect, iterator)
         return _listing_response(target, entries, [])
-    return await _send_file(request, target, opened)
+    return await _send_file(dav, request, target, opened)
 
 
 def _collect(batches: Iterator[list[fsops.Entry]]) -> list[fsops.Entry]:
@@ -82,7 +82,7 @@ def _listing_response(target: Target, entries: list[fsops.Entry],
                                  "X-Content-Type-Options": "nosniff"})
 
 
-async def _send_file(request: web.Request, target: Target,
+async def _send_file(dav: Dav, request: web.Request, target: Target,
                      opened: fsops.OpenedFile) -> web.StreamResponse:
     st = opened.st
     tag = etag(st)
@@ -99,6 +99,12 @@ async def _send_file(request: web.Request, target: Target,
         if span:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{st.st_size}"
         status = 206 if span else 200
+        wanted, wanted_repr = request.headers.get("Want-Digest"), \
+            request.headers.get("Want-Repr-Digest")
+        if wanted or wanted_repr:  # gfal2, FTS, Rucio: the whole file's checksum
+            headers.update(await dav.digests.headers(
+                wanted, wanted_repr, content=opened.content, st=st,
+                fd=opened.handle.fileno() if opened.handle is not None else None))
         if opened.content is not None:
             # aiohttp sends no body for HEAD, but the Content-Length of this one.
             return web.Response(status=status, body=opened.content[start:end], headers=headers)
