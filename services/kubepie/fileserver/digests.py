@@ -51,8 +51,8 @@ LEGACY: dict[str, Callable[[], _Hash]] = {
     "adler32": _Adler32, "md5": functools.partial(hashlib.md5, usedforsecurity=False),
     "sha": functools.partial(hashlib.sha1, usedforsecurity=False),
     "sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
-# RFC 9530's active algorithms (the registry marks md5, sha and adler as deprecated there).
-CURRENT: dict[str, Callable[[], _Hash]] = {"sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
+# RFC 9530's active algorithms (its registry marks md5, sha and adler as deprecated).
+CURRENT = frozenset(("sha-256", "sha-512"))
 
 
 def wanted_legacy(header: str) -> str | None:
