@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,8 +70,14 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in arguments if not a.startswith("-")), None)
-    args = build_parser(chosen if chosen in COMMANDS else "").parse_args(arguments)
-    return int(args.run(args))
+    try:
+        args = build_parser(chosen if chosen in COMMANDS else "").parse_args(arguments)
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        # SIGINT before the service has its own handlers — JupyterHub stops the services it
+        # manages with SIGINT, perhaps while one is still importing; a user presses Ctrl-C
+        # during a start: stop without a traceback, with the status a shell reports.
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

@@ -22,3 +22,21 @@ def test_a_service_does_not_import_the_others() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_sigint_while_a_service_is_still_importing_stops_it_quietly() -> None:
+    """JupyterHub stops the services it manages with SIGINT — in the demo's CI run, once,
+    while the walltime backstop was still importing aiohttp: a traceback in the log. The
+    signal here arrives at the same point, from the process itself."""
+    probe = ("import importlib, os, signal, sys\n"
+             "from services import cli\n"
+             "real = importlib.import_module\n"
+             "def interrupted(name, *rest):\n"
+             "    os.kill(os.getpid(), signal.SIGINT)\n"
+             "    return real(name, *rest)\n"
+             "importlib.import_module = interrupted\n"
+             "sys.exit(cli.main(['walltime', '--help']))\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
