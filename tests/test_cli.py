@@ -34,9 +34,10 @@ def test_sigint_while_a_service_is_still_importing_stops_it_quietly() -> None:
              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
              "from services import cli\n"
              "real = importlib.import_module\n"
-             "def interrupted(name, *rest):\n"
+             "def interrupted(name, *rest, **options):\n"
+             "    importlib.import_module = real  # once: the first import cli makes\n"
              "    os.kill(os.getpid(), signal.SIGINT)\n"
-             "    return real(name, *rest)\n"
+             "    return real(name, *rest, **options)\n"
              "importlib.import_module = interrupted\n"
              "sys.exit(cli.main(['walltime', '--help']))\n")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
