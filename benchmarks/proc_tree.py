@@ -49,12 +49,19 @@ def tree_memory(pid: int) -> tuple[int, int]:
     rss = pss = 0
     for current in descendants(pid):
         with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{current}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Rss:"):
-                    rss += int(line.split()[1]) * 1024
-                elif line.startswith("Pss:"):
-                    pss += int(line.split()[1]) * 1024
+            one_rss, one_pss = process_memory(current)
+            rss, pss = rss + one_rss, pss + one_pss
     return rss, pss
+
+
+def process_memory(pid: int) -> tuple[int, int]:
+    """RSS and PSS of one process (bytes), from smaps_rollup."""
+    values = {"Rss": 0, "Pss": 0}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in values:
+            values[name] = int(rest.split()[0]) * 1024
+    return values["Rss"], values["Pss"]
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from types import SimpleNamespace
 
 import httpx
 
-from benchmarks.proc_tree import cpu_seconds
+from benchmarks.proc_tree import cpu_seconds, process_memory
 from harness.gateway import Gateway, remove
 from harness.issuer import Issuer  # discovery + JWKS on loopback, signs tokens
 
@@ -70,13 +70,9 @@ def file_server_pids() -> list[int]:
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
-    """(PSS, RSS) in KiB from smaps_rollup."""
-    values = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("Pss", "Rss"):
-            values[name] = int(rest.split()[0])
-    return values["Pss"], values["Rss"]
+    """(PSS, RSS) in KiB."""
+    rss, pss = process_memory(pid)
+    return pss // 1024, rss // 1024
 
 
 def rss_mib(pid: int) -> float:

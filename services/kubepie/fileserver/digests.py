@@ -131,8 +131,7 @@ class Digests:
     """Computes the digests a request asks for, ``PARALLEL`` at a time."""
 
     def __init__(self, parallel: int = PARALLEL) -> None:
-        self.parallel = parallel
-        self._slots: asyncio.Semaphore | None = None
+        self._slots = asyncio.Semaphore(parallel)  # binds to the loop on first use
 
     async def headers(self, want_legacy: str | None, want_current: str | None, *,
                       content: bytes | None, fd: int | None,
@@ -144,8 +143,6 @@ class Digests:
         algorithms = list(dict.fromkeys(a for a in (legacy, current) if a))
         if not algorithms:
             return {}
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.parallel)
         async with self._slots:
             if content is not None:
                 raws: list[bytes] | None = await asyncio.to_thread(_of_bytes, content,
